@@ -1,0 +1,157 @@
+//! header_hardening: security response headers, CORS, and request validation.
+//! This file is only the proxy-wasm glue; the decisions live in [`decide`].
+
+pub mod config;
+pub mod decide;
+pub mod policy;
+
+use decide::{check_request, harden_response, CorsReply, Denial, RequestDecision};
+use policy::Policy;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+use shared::audit::DenyLog;
+use shared::host::{self, Counter, MapType};
+use shared::reply::Rejection;
+use std::rc::Rc;
+
+const FILTER: &str = "header_hardening";
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}}
+
+struct Metrics {
+    allowed: Counter,
+    preflight: Counter,
+    denied: Vec<(&'static str, Counter)>,
+}
+
+impl Metrics {
+    fn define() -> Self {
+        let name = |n: &str| format!("edgesec.{FILTER}.{n}");
+        Self {
+            allowed: Counter::define(&name("allowed")),
+            preflight: Counter::define(&name("cors_preflight")),
+            denied: Denial::METRICS.iter().map(|m| (*m, Counter::define(&name(&format!("denied.{m}"))))).collect(),
+        }
+    }
+    fn denied(&self, d: Denial) {
+        if let Some((_, c)) = self.denied.iter().find(|(m, _)| *m == d.metric()) {
+            c.inc();
+        }
+    }
+}
+
+#[derive(Default)]
+struct Root {
+    state: Option<(Rc<Policy>, Rc<Metrics>)>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let Some(policy) = host::load_config(FILTER, config::Config::compile) else {
+            return false;
+        };
+        self.state = Some((Rc::new(policy), Rc::new(Metrics::define())));
+        true
+    }
+
+    fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
+        // Never return None: the SDK panics on it. Without a policy the stream fails closed.
+        Some(Box::new(Stream { state: self.state.clone(), cors_origin: None, preflight: false, body_seen: 0, count_body: false }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Stream {
+    state: Option<(Rc<Policy>, Rc<Metrics>)>,
+    cors_origin: Option<String>,
+    /// This filter answered a CORS preflight itself.
+    preflight: bool,
+    body_seen: u64,
+    count_body: bool,
+}
+
+impl Context for Stream {}
+
+impl Stream {
+    fn deny(&self, denial: Denial, policy: &Policy, metrics: &Metrics, request_id: Option<&str>, method: &str, path: &str) -> Action {
+        metrics.denied(denial);
+        let rejection = denial.rejection(policy);
+        host::info(&DenyLog { filter: FILTER, code: rejection.code, status: rejection.status, method, path, request_id, ..Default::default() }.line());
+        let _ = host::send_rejection(&rejection, request_id);
+        Action::Pause
+    }
+}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
+        let Some((policy, metrics)) = self.state.clone() else {
+            let _ = host::send_rejection(&Rejection::new(500, "filter_not_configured", "the gateway is misconfigured"), None);
+            return Action::Pause;
+        };
+        let Ok(headers) = host::request_headers() else {
+            let _ = host::send_rejection(&Rejection::new(500, "internal_error", "the request could not be read"), None);
+            return Action::Pause;
+        };
+        match check_request(&headers, end_of_stream, &policy) {
+            RequestDecision::Allow { remove, cors_origin, expect_body } => {
+                for name in remove {
+                    let _ = host::remove_header(MapType::HttpRequestHeaders, name);
+                }
+                self.cors_origin = cors_origin;
+                // With a content-length the limit was checked already; otherwise count bytes.
+                self.count_body = expect_body && headers.content_length().is_none();
+                metrics.allowed.inc();
+                Action::Continue
+            }
+            RequestDecision::Preflight(cors) => {
+                metrics.preflight.inc();
+                self.preflight = true;
+                let h: Vec<(&str, &[u8])> = cors.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+                let _ = host::send_local_response(204, &h, b"");
+                Action::Pause
+            }
+            RequestDecision::Deny(d) => {
+                let method = String::from_utf8_lossy(headers.method()).into_owned();
+                let path = String::from_utf8_lossy(headers.path()).into_owned();
+                self.deny(d, &policy, &metrics, headers.get_str("x-request-id"), &method, &path)
+            }
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        if !self.count_body {
+            return Action::Continue;
+        }
+        let Some((policy, metrics)) = self.state.clone() else {
+            return Action::Continue;
+        };
+        self.body_seen = self.body_seen.saturating_add(body_size as u64);
+        if !decide::body_within_limit(self.body_seen, &policy) {
+            self.count_body = false;
+            return self.deny(Denial::BodyTooLarge, &policy, &metrics, None, "", "");
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {
+        let Some((policy, _)) = self.state.as_ref() else {
+            return Action::Continue;
+        };
+        // One read and one write of the whole map: the cheapest way through the ABI.
+        if let Ok(upstream) = host::response_headers() {
+            let cors = if self.preflight { CorsReply::OwnPreflight } else { CorsReply::Upstream(self.cors_origin.as_deref()) };
+            let hardened = harden_response(&upstream, policy, cors);
+            let pairs: Vec<(&str, &[u8])> = hardened.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+            let _ = host::set_header_pairs(MapType::HttpResponseHeaders, &pairs);
+        }
+        Action::Continue
+    }
+}

@@ -1,0 +1,1 @@
+//! HMAC request signing filter (work in progress).

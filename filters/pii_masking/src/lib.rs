@@ -1,0 +1,1 @@
+//! pii_masking (under construction).
