@@ -2,7 +2,7 @@
 //! their compilation into a ready [`Policy`]. Every problem is reported with its JSON path.
 //! Secrets named by `secret_env` are read from the VM environment here, once.
 
-use crate::components::{ComponentId, ComponentError};
+use crate::components::ComponentId;
 use crate::policy::{ApiKey, ApiKeys, HmacKey, Policy, ReplayCache, Require, ResponseSigning, Rule};
 use crate::secret::Secret;
 use base64::alphabet;
@@ -355,11 +355,6 @@ impl Config {
             response_signing,
         })
     }
-}
-
-/// Why a component a config names would be refused at verify time (used in tests/docs).
-pub fn component_supported(id: &ComponentId) -> Result<(), ComponentError> {
-    id.check_supported()
 }
 
 #[cfg(test)]

@@ -89,7 +89,7 @@ fn duplicate_keys_are_refused_not_collapsed() {
 fn every_error_is_reported_in_one_pass() {
     let cfg = json!({
         "roles": {
-            "admin": {"permissions": ["*"], "mfa_required": true},
+            "admin": {"permissions": ["orders:write"], "mfa_required": true},
             "ops": {"permissions": ["orders:read", "orders", "or*ders:read", "orders:read"]},
             "": {"permissions": []}
         },
