@@ -1,1 +1,0 @@
-//! HMAC request signing filter (work in progress).

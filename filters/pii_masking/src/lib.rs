@@ -1,1 +1,0 @@
-//! pii_masking (under construction).
