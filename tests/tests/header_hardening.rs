@@ -148,11 +148,14 @@ fn raw_control_characters_never_reach_upstream() {
         &b"GET / HTTP/1.1\r\nhost: x\r\nx-a: a\0b\r\nconnection: close\r\n\r\n"[..],
         &b"GET / HTTP/1.1\r\nhost: x\r\nx-a: a\x01b\r\nconnection: close\r\n\r\n"[..],
         &b"GET / HTTP/1.1\r\nhost: x\r\nx-a: a\x7fb\r\nconnection: close\r\n\r\n"[..],
-        &b"GET /a\\..\\admin HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"[..],
     ] {
         let r = e.send_raw(raw).expect("response");
         assert_eq!(r.status, 400, "{:?}", String::from_utf8_lossy(raw));
     }
+    assert_eq!(e.upstream.count(), 0);
+    // A raw backslash passes Envoy 1.40's HTTP/1 parser; the filter refuses it.
+    let r = e.send_raw(b"GET /a\\..\\admin HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").expect("response");
+    assert_problem(&r, 400, "path_backslash");
     assert_eq!(e.upstream.count(), 0);
     // Measured in Envoy 1.40: a bare CR inside a value is removed by the codec, so no CR can
     // reach a filter or upstream (no header splitting).
