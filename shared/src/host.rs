@@ -6,6 +6,11 @@
 //! used on request paths are declared here against the proxy-wasm ABI directly and every
 //! status becomes a `Result`. Parsing of host-returned maps is bounds-checked.
 //! On non-wasm targets (unit tests) every call returns [`HostError`].
+//!
+//! Outgoing calls (`dispatch_http_call`, `dispatch_grpc_call`) are deliberately NOT here: the
+//! SDK routes a reply only to a call it registered itself, and a reply for a token it does
+//! not know crashes its dispatcher. Filters make them from the root context with the SDK's
+//! `proxy_wasm::hostcalls::dispatch_*` (never on a request path).
 
 use crate::reply::Rejection;
 use crate::request::Headers;
@@ -55,14 +60,11 @@ mod abi {
         pub fn proxy_get_shared_data(key: *const u8, key_size: usize, return_data: *mut *mut u8, return_size: *mut usize, return_cas: *mut u32) -> u32;
         pub fn proxy_set_shared_data(key: *const u8, key_size: usize, value: *const u8, value_size: usize, cas: u32) -> u32;
         pub fn proxy_send_local_response(status: u32, details: *const u8, details_size: usize, body: *const u8, body_size: usize, headers: *const u8, headers_size: usize, grpc_status: i32) -> u32;
-        pub fn proxy_http_call(upstream: *const u8, upstream_size: usize, headers: *const u8, headers_size: usize, body: *const u8, body_size: usize, trailers: *const u8, trailers_size: usize, timeout: u32, return_token: *mut u32) -> u32;
-        pub fn proxy_grpc_call(upstream: *const u8, upstream_size: usize, service: *const u8, service_size: usize, method: *const u8, method_size: usize, metadata: *const u8, metadata_size: usize, message: *const u8, message_size: usize, timeout: u32, return_token: *mut u32) -> u32;
         pub fn proxy_continue_stream(stream_type: u32) -> u32;
         pub fn proxy_set_effective_context(context_id: u32) -> u32;
         pub fn proxy_define_metric(metric_type: u32, name: *const u8, name_size: usize, return_id: *mut u32) -> u32;
         pub fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
         pub fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
-        pub fn proxy_get_status(return_code: *mut u32, return_data: *mut *mut u8, return_size: *mut usize) -> u32;
     }
 
     /// Take ownership of a buffer the host allocated through the SDK's allocator.
@@ -243,35 +245,6 @@ mod imp {
         check(unsafe { abi::proxy_send_local_response(status, std::ptr::null(), 0, body.as_ptr(), body.len(), h.as_ptr(), h.len(), -1) })
     }
 
-    pub fn http_call(cluster: &str, headers: &[(&str, &[u8])], body: &[u8], timeout_ms: u32) -> R<u32> {
-        let h = serialize_map(headers);
-        let t = serialize_map(&[]);
-        let mut token = 0u32;
-        check(unsafe {
-            abi::proxy_http_call(cluster.as_ptr(), cluster.len(), h.as_ptr(), h.len(), body.as_ptr(), body.len(), t.as_ptr(), t.len(), timeout_ms, &mut token)
-        })?;
-        Ok(token)
-    }
-
-    pub fn grpc_call(upstream: &[u8], service: &str, method: &str, metadata: &[(&str, &[u8])], message: &[u8], timeout_ms: u32) -> R<u32> {
-        let m = serialize_map(metadata);
-        let mut token = 0u32;
-        check(unsafe {
-            abi::proxy_grpc_call(upstream.as_ptr(), upstream.len(), service.as_ptr(), service.len(), method.as_ptr(), method.len(), m.as_ptr(), m.len(), message.as_ptr(), message.len(), timeout_ms, &mut token)
-        })?;
-        Ok(token)
-    }
-
-    pub fn grpc_status() -> R<(u32, Option<Vec<u8>>)> {
-        let mut code = 0u32;
-        let mut ptr = std::ptr::null_mut();
-        let mut size = 0usize;
-        check(unsafe { abi::proxy_get_status(&mut code, &mut ptr, &mut size) })?;
-        let had = !ptr.is_null();
-        let data = unsafe { abi::take(ptr, size) };
-        Ok((code, had.then_some(data)))
-    }
-
     pub fn continue_stream(stream: u32) -> R<()> {
         check(unsafe { abi::proxy_continue_stream(stream) })
     }
@@ -343,15 +316,6 @@ mod imp {
     pub fn send_local_response(status: u32, headers: &[(&str, &[u8])], body: &[u8]) -> R<()> {
         Err(NO_HOST)
     }
-    pub fn http_call(cluster: &str, headers: &[(&str, &[u8])], body: &[u8], timeout_ms: u32) -> R<u32> {
-        Err(NO_HOST)
-    }
-    pub fn grpc_call(upstream: &[u8], service: &str, method: &str, metadata: &[(&str, &[u8])], message: &[u8], timeout_ms: u32) -> R<u32> {
-        Err(NO_HOST)
-    }
-    pub fn grpc_status() -> R<(u32, Option<Vec<u8>>)> {
-        Err(NO_HOST)
-    }
     pub fn continue_stream(stream: u32) -> R<()> {
         Err(NO_HOST)
     }
@@ -370,8 +334,7 @@ mod imp {
 }
 
 pub use imp::{
-    add_header, continue_stream, define_metric, get_buffer, get_property, get_shared, grpc_call, grpc_status, header, header_pairs, set_header_pairs,
-    http_call, increment_metric, log, now_nanos, remove_header, send_local_response, set_buffer, set_effective_context, set_header,
+    add_header, continue_stream, define_metric, get_buffer, get_property, get_shared, header, header_pairs, set_header_pairs, increment_metric, log, now_nanos, remove_header, send_local_response, set_buffer, set_effective_context, set_header,
     set_property, set_shared, set_tick_period_ms,
 };
 

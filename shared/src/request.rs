@@ -50,6 +50,9 @@ impl Headers {
 
     /// The value of a header that must not repeat (credentials, identity-bearing headers):
     /// two `authorization` headers are refused, never read as the first or the last one.
+    /// Note: Envoy's HTTP/1 codec already joins repeated headers into one value separated by
+    /// `,` (measured in 1.40), so callers must also refuse a `,` where a single value is
+    /// expected; this check catches repeats that arrive as separate entries (HTTP/2, filters).
     pub fn get_unique(&self, name: &str) -> Result<Option<&[u8]>, Repeated> {
         let mut it = self.pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_slice());
         let first = it.next();
