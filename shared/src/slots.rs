@@ -8,6 +8,12 @@
 //! (two host calls), retried a bounded number of times, then reported as contention so the
 //! caller can fail closed. Memory is bounded by `sets x ways x entry size`, whatever the
 //! number of distinct clients.
+//!
+//! Envoy treats a compare-and-swap token of 0 as "no check" (proxy-wasm-cpp-host
+//! `SharedData::set`), and 0 is the token a read of a missing key returns: the first write to
+//! a key is unconditional, so two workers racing on it lose an update. Filters therefore call
+//! [`SlotTable::prepare`] at configure time, creating every set before traffic, so that each
+//! later write is a real compare-and-swap.
 
 use crate::hash::sha256;
 
@@ -24,12 +30,12 @@ pub enum StoreError {
 pub trait SharedStore {
     /// Value and CAS token of `key`; `None` when never set.
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError>;
-    /// Write `key`; with `cas`, only if it is unchanged since the read that returned `cas`
-    /// (`cas` 0 is how the host spells "key not set yet" on first write).
+    /// Write `key`; with `cas`, only if it is unchanged since the read that returned `cas`.
+    /// As in Envoy, `None` or `Some(0)` writes unconditionally.
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError>;
 }
 
-/// In-memory [`SharedStore`] with Envoy's CAS semantics, for tests on the host.
+/// In-memory [`SharedStore`] with Envoy's CAS semantics (token 0 = no check), for tests.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     map: std::sync::Mutex<std::collections::HashMap<String, (Vec<u8>, u32)>>,
@@ -57,9 +63,6 @@ impl SharedStore for MemoryStore {
         let current = m.get(key).map(|(_, c)| *c).unwrap_or(0);
         if let Some(c) = cas {
             if c != 0 && c != current {
-                return Err(StoreError::CasMismatch);
-            }
-            if c == 0 && current != 0 {
                 return Err(StoreError::CasMismatch);
             }
         }
@@ -115,6 +118,21 @@ impl SlotTable {
         format!("{}.{}", self.prefix, n)
     }
 
+    /// Create every set that does not exist yet (a one-byte placeholder that decodes as an
+    /// empty set; the host reports an empty value as absent). Call at configure time, before
+    /// traffic: sets another worker created already are left alone. Returns how many it made.
+    pub fn prepare(&self, store: &dyn SharedStore) -> Result<u32, StoreError> {
+        let mut created = 0;
+        for n in 0..self.sets {
+            let key = format!("{}.{}", self.prefix, n);
+            if store.get(&key)?.is_none() {
+                store.set(&key, &[0], None)?;
+                created += 1;
+            }
+        }
+        Ok(created)
+    }
+
     /// Read the payload stored for `key` (one host call).
     pub fn get(&self, store: &dyn SharedStore, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let fp = fingerprint(key);
@@ -138,7 +156,11 @@ impl SlotTable {
         let fp = fingerprint(key);
         let skey = self.set_key(&fp);
         for _ in 0..CAS_RETRIES {
-            let (raw, cas) = store.get(&skey)?.unwrap_or((Vec::new(), 0));
+            let Some((raw, cas)) = store.get(&skey)? else {
+                // Not prepared: create the set, then compare-and-swap against it (see module doc).
+                store.set(&skey, &[0], None)?;
+                continue;
+            };
             let mut entries = decode(&raw);
             let pos = entries.iter().position(|(f, _)| *f == fp);
             let (write, result) = f(pos.and_then(|i| entries.get(i)).map(|(_, p)| *p));
@@ -266,6 +288,27 @@ mod tests {
     }
 
     #[test]
+    fn prepare_creates_every_set_once() {
+        let s = MemoryStore::new();
+        let t = SlotTable::new("p", 8, 2);
+        assert_eq!(t.prepare(&s).unwrap(), 8);
+        assert_eq!(t.prepare(&s).unwrap(), 0);
+        assert_eq!(s.keys(), 8);
+        assert_eq!(counter(&t, &s, b"a"), 1);
+        assert_eq!(t.prepare(&s).unwrap(), 0, "prepare leaves existing sets alone");
+        assert_eq!(counter(&t, &s, b"a"), 2);
+    }
+
+    #[test]
+    fn memory_store_has_envoy_cas_semantics() {
+        let s = MemoryStore::new();
+        s.set("k", b"1", None).unwrap();
+        let (_, cas) = s.get("k").unwrap().unwrap();
+        s.set("k", b"2", Some(0)).unwrap(); // token 0: no check, like Envoy
+        assert_eq!(s.set("k", b"3", Some(cas)), Err(StoreError::CasMismatch));
+    }
+
+    #[test]
     fn remove_and_keep() {
         let s = MemoryStore::new();
         let t = SlotTable::new("t", 1, 2);
@@ -282,6 +325,7 @@ mod tests {
     fn exact_under_concurrency() {
         let s = Arc::new(MemoryStore::new());
         let t = SlotTable::new("t", 1, 4);
+        t.prepare(&*s).unwrap();
         let landed = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let threads: Vec<_> = (0..8)
             .map(|_| {

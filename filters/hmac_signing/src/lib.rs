@@ -85,6 +85,9 @@ impl RootContext for Root {
             if policy.response_signing.is_some() { "on" } else { "off" }
         ));
         let guard = ReplayGuard::new(policy.replay_cache.sets, policy.replay_cache.ways);
+        if let Err(e) = guard.prepare(&HostStore) {
+            host::warn(&format!("{FILTER}: could not prepare the nonce table ({e:?}); first writes may race"));
+        }
         self.state = Some(Rc::new(State { policy, metrics: Metrics::define(), guard }));
         true
     }

@@ -58,6 +58,11 @@ impl ReplayGuard {
         Self { table: SlotTable::new("edgesec.hmac_signing.nonce", sets, ways) }
     }
 
+    /// Create the nonce table's sets before traffic (see [`SlotTable::prepare`]).
+    pub fn prepare(&self, store: &dyn SharedStore) -> Result<u32, StoreError> {
+        self.table.prepare(store)
+    }
+
     /// Record the pair, or report that it was already used within its window.
     pub fn claim(&self, store: &dyn SharedStore, claim: &NonceClaim, now: u64) -> Result<Claimed, ReplayError> {
         let oldest_victim = Cell::new(u64::MAX);

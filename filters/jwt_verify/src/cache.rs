@@ -121,6 +121,11 @@ impl Cache {
         Self { table: SlotTable::new(PREFIX, sets, ways) }
     }
 
+    /// Create the cache's sets before traffic (see [`SlotTable::prepare`]).
+    pub fn prepare(&self, store: &dyn SharedStore) -> Result<u32, StoreError> {
+        self.table.prepare(store)
+    }
+
     /// The record stored for `token` (one shared-data read), if any and well-formed.
     pub fn get(&self, store: &dyn SharedStore, token: &[u8]) -> Result<Option<Record>, StoreError> {
         Ok(self.table.get(store, token)?.and_then(|raw| Record::decode(&raw)))

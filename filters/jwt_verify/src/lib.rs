@@ -403,6 +403,9 @@ impl RootContext for Root {
         };
         let remotes: Vec<Remote> = policy.remotes.iter().cloned().map(Remote::new).collect();
         let cache = policy.cache.as_ref().map(|c| Cache::new(c.sets, c.ways));
+        if let Some(Err(e)) = cache.as_ref().map(|c| c.prepare(&HostStore)) {
+            host::warn(&format!("{FILTER}: could not prepare the verification cache ({e:?}); first writes may race"));
+        }
         if host::set_tick_period_ms(TICK_MS).is_err() {
             host::error(&format!("{FILTER}: cannot set the tick period (remote keys would never be fetched, metrics never flushed)"));
             return false;
