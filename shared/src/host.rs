@@ -418,7 +418,8 @@ impl SharedStore for HostStore {
 }
 
 /// A counter defined once at configure time. Envoy exposes it as a stat named
-/// `wasmcustom.<name>` (Prometheus `envoy_wasmcustom_<name>`).
+/// `wasmcustom.<name>` in `/stats`, and `<name>` with `.` as `_` in `/stats/prometheus`
+/// (measured in Envoy 1.40).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counter(Option<u32>);
 

@@ -121,6 +121,10 @@ impl Filter {
 
 /// Builds and starts an Envoy.
 pub struct EnvoyBuilder {
+    /// A repository config file to run instead of a generated config.
+    file: Option<PathBuf>,
+    cluster_ports: Vec<(String, u16)>,
+    process_env: Vec<(String, String)>,
     filters: Vec<Value>,
     concurrency: u32,
     clusters: Vec<Value>,
@@ -133,6 +137,9 @@ pub struct EnvoyBuilder {
 impl Default for EnvoyBuilder {
     fn default() -> Self {
         Self {
+            file: None,
+            cluster_ports: Vec::new(),
+            process_env: Vec::new(),
             filters: Vec::new(),
             concurrency: 1,
             clusters: Vec::new(),
@@ -205,6 +212,27 @@ impl EnvoyBuilder {
         self
     }
 
+    /// Run a repository config file (e.g. `envoy-config/envoy.yaml`) as users run it: only the
+    /// addresses change (listeners and admin move to free loopback ports, clusters named with
+    /// [`EnvoyBuilder::map_cluster`] point at local test servers) and relative file paths
+    /// become absolute. Filters added with [`EnvoyBuilder::filter`] are ignored.
+    pub fn config_file(mut self, path: &Path) -> Self {
+        self.file = Some(path.to_path_buf());
+        self
+    }
+
+    /// Point every endpoint of `cluster` (in a config file) at 127.0.0.1:port.
+    pub fn map_cluster(mut self, cluster: &str, port: u16) -> Self {
+        self.cluster_ports.push((cluster.into(), port));
+        self
+    }
+
+    /// An environment variable of the Envoy process (read by `host_env_keys`).
+    pub fn process_env(mut self, key: &str, value: &str) -> Self {
+        self.process_env.push((key.into(), value.into()));
+        self
+    }
+
     /// Start Envoy; panics (failing the test) if it does not become ready.
     pub fn start(self) -> Envoy {
         match self.try_start() {
@@ -224,14 +252,17 @@ impl EnvoyBuilder {
         for _ in 0..3 {
             let port = free_port();
             let admin_port = free_port();
-            let config = envoy_config(port, admin_port, upstream.port(), &self.filters, &self.clusters, self.transport_socket.as_ref(), &self.hcm_extra, &self.route_extra);
+            let config = match &self.file {
+                Some(path) => file_config(path, port, admin_port, &self.cluster_ports)?,
+                None => envoy_config(port, admin_port, upstream.port(), &self.filters, &self.clusters, self.transport_socket.as_ref(), &self.hcm_extra, &self.route_extra),
+            };
             let dir = work_dir();
             let config_path = dir.join("envoy.json");
             let log_path = dir.join("envoy.log");
             if let Err(e) = std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap_or_default()) {
                 return Err(format!("cannot write config: {e}"));
             }
-            match spawn(&config_path, &log_path, self.concurrency) {
+            match spawn(&config_path, &log_path, self.concurrency, &self.process_env) {
                 Ok(child) => {
                     let mut envoy = Envoy { child, port, admin_port, log_path, config_path, upstream: upstream.clone() };
                     match envoy.wait_ready() {
@@ -248,6 +279,60 @@ impl EnvoyBuilder {
             }
         }
         Err(last_err)
+    }
+}
+
+/// Load a YAML/JSON Envoy config from the repository and rewrite its addresses and paths.
+fn file_config(path: &Path, port: u16, admin_port: u16, clusters: &[(String, u16)]) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut v: Value = serde_norway::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    v["admin"]["address"]["socket_address"] = json!({"address": "127.0.0.1", "port_value": admin_port});
+    if let Some(listeners) = v["static_resources"]["listeners"].as_array_mut() {
+        if listeners.len() != 1 {
+            return Err(format!("{}: expected exactly one listener", path.display()));
+        }
+        for l in listeners {
+            l["address"]["socket_address"] = json!({"address": "127.0.0.1", "port_value": port});
+        }
+    }
+    if let Some(cs) = v["static_resources"]["clusters"].as_array_mut() {
+        for c in cs {
+            let name = c["name"].as_str().unwrap_or_default().to_string();
+            if let Some((_, p)) = clusters.iter().find(|(n, _)| *n == name) {
+                if let Some(eps) = c["load_assignment"]["endpoints"].as_array_mut() {
+                    for ep in eps {
+                        if let Some(lbs) = ep["lb_endpoints"].as_array_mut() {
+                            for lb in lbs {
+                                lb["endpoint"]["address"]["socket_address"] = json!({"address": "127.0.0.1", "port_value": p});
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    absolutize_filenames(&mut v);
+    Ok(v)
+}
+
+/// Make every relative `filename` (wasm modules, certificates) relative to the repository root.
+fn absolutize_filenames(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, val) in m.iter_mut() {
+                if k == "filename" {
+                    if let Some(f) = val.as_str() {
+                        if !f.starts_with('/') {
+                            *val = Value::String(root().join(f).to_string_lossy().into_owned());
+                        }
+                    }
+                } else {
+                    absolutize_filenames(val);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(absolutize_filenames),
+        _ => {}
     }
 }
 
@@ -311,9 +396,10 @@ fn envoy_config(
     })
 }
 
-fn spawn(config: &Path, log: &Path, concurrency: u32) -> std::io::Result<Child> {
+fn spawn(config: &Path, log: &Path, concurrency: u32, env: &[(String, String)]) -> std::io::Result<Child> {
     let log_file = std::fs::File::create(log)?;
     Command::new(envoy_bin())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .arg("-c")
         .arg(config)
         .args(["--concurrency", &concurrency.to_string(), "--disable-hot-restart", "-l", "info", "--log-format", "[%l][%n] %v"])

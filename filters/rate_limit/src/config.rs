@@ -119,6 +119,11 @@ pub struct GlobalConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TableConfig {
+    /// Namespace of the table in Envoy's process-wide shared data. Two rate_limit filters in
+    /// one Envoy (a per-IP limit before authentication, a per-user one after) need different
+    /// names, or they would count in each other's buckets.
+    #[serde(default = "default_table_name")]
+    pub name: String,
     /// Number of shared-data keys.
     #[serde(default = "default_sets")]
     pub sets: u32,
@@ -129,8 +134,12 @@ pub struct TableConfig {
 
 impl Default for TableConfig {
     fn default() -> Self {
-        Self { sets: default_sets(), ways: default_ways() }
+        Self { name: default_table_name(), sets: default_sets(), ways: default_ways() }
     }
+}
+
+fn default_table_name() -> String {
+    "default".to_string()
 }
 
 fn default_tiers() -> BTreeMap<String, LimitConfig> {
@@ -226,10 +235,16 @@ impl Config {
 
         v.check((1..=MAX_SETS).contains(&self.table.sets), "table.sets", format!("must be between 1 and {MAX_SETS}"));
         v.check((1..=MAX_WAYS).contains(&self.table.ways), "table.ways", format!("must be between 1 and {MAX_WAYS}"));
+        let n = &self.table.name;
+        v.check(
+            (1..=32).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'),
+            "table.name",
+            "1-32 of a-z 0-9 _ -",
+        );
 
         // The geometry is part of the prefix: a config change that resizes the table starts
         // a fresh table instead of reading sets laid out for another size.
-        let table_prefix = format!("{TABLE_PREFIX}.{}x{}", self.table.sets, self.table.ways);
+        let table_prefix = format!("{TABLE_PREFIX}.{}.{}x{}", self.table.name, self.table.sets, self.table.ways);
         let table = SlotTable::new(table_prefix.clone(), self.table.sets, self.table.ways);
 
         v.finish(Policy {

@@ -155,8 +155,12 @@ fn route_names_default_and_must_be_unique() {
 }
 
 #[test]
-fn table_geometry_is_in_the_key_prefix() {
+fn table_name_and_geometry_are_in_the_key_prefix() {
     let p = policy(json!({"table": {"sets": 16, "ways": 4}}));
-    assert_eq!(p.table_prefix, "rate_limit.16x4");
+    assert_eq!(p.table_prefix, "rate_limit.default.16x4");
     assert_eq!(p.table.capacity(), 64);
+    let p = policy(json!({"table": {"name": "per_ip"}}));
+    assert!(p.table_prefix.starts_with("rate_limit.per_ip."));
+    let e = compile(&json!({"table": {"name": "Bad Name"}})).unwrap_err();
+    assert!(e.has("table.name"), "{e}");
 }

@@ -432,12 +432,12 @@ fn million_distinct_clients_fit_in_the_fixed_table() {
         assert!(matches!(check(&pl, &p, &s, u64::from(i)), Ok(Verdict::Allow { .. })));
     }
     let entry = 16 + 2 + rate_limit::bucket::STORED_LEN;
-    let bound = p.table_sets as usize * (p.table_ways * entry + "rate_limit.8192x8.8191".len());
+    let bound = p.table_sets as usize * (p.table_ways * entry + "rate_limit.default.8192x8.8191".len());
     println!("1,000,000 clients: {} shared-data keys, {} bytes (bound {bound})", s.keys(), s.bytes());
     assert_eq!(s.keys(), 8192);
     assert!(s.bytes() <= bound, "{} > {bound}", s.bytes());
     // Every set is full: the table holds exactly its capacity.
-    assert_eq!(s.bytes() - (0..8192).map(|n| format!("rate_limit.8192x8.{n}").len()).sum::<usize>(), 8192 * 8 * entry);
+    assert_eq!(s.bytes() - (0..8192).map(|n| format!("rate_limit.default.8192x8.{n}").len()).sum::<usize>(), 8192 * 8 * entry);
 }
 
 #[test]
