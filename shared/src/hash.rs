@@ -8,11 +8,9 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 
 /// Lower-case hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 15)]));
+        s.push_str(&format!("{b:02x}"));
     }
     s
 }

@@ -101,8 +101,8 @@ pub fn deserialize_map(bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
         return Some(Vec::new());
     }
     let u32_at = |at: usize| -> Option<usize> {
-        let b = bytes.get(at..at + 4)?;
-        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+        Some(u32::from_le_bytes(b) as usize)
     };
     let n = u32_at(0)?;
     let mut p = 4usize.checked_add(n.checked_mul(8)?)?;
@@ -439,6 +439,61 @@ impl Counter {
             let _ = increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
+}
+
+/// A filter whose root context only loads its configuration and hands it to each stream.
+/// Filters with root work of their own (timers, outgoing calls) write their own root.
+pub trait SimpleFilter: 'static {
+    /// Everything the streams share: the compiled policy, metrics.
+    type State: 'static;
+    /// Load, validate and compile the plugin configuration; `None` refuses the plugin (the
+    /// reasons are logged, see [`load_config`]).
+    fn configure() -> Option<Self::State>;
+    /// The stream context of one request. `state` is `None` only if Envoy creates streams for
+    /// a plugin whose configuration was refused: the stream must fail closed.
+    fn stream(state: Option<std::rc::Rc<Self::State>>) -> Box<dyn proxy_wasm::traits::HttpContext>;
+}
+
+/// The root context of a [`SimpleFilter`]; register it with
+/// `proxy_wasm::set_root_context(|_| Box::new(SimpleRoot::<F>::default()))`.
+pub struct SimpleRoot<F: SimpleFilter> {
+    state: Option<std::rc::Rc<F::State>>,
+}
+
+impl<F: SimpleFilter> Default for SimpleRoot<F> {
+    fn default() -> Self {
+        Self { state: None }
+    }
+}
+
+impl<F: SimpleFilter> proxy_wasm::traits::Context for SimpleRoot<F> {}
+
+impl<F: SimpleFilter> proxy_wasm::traits::RootContext for SimpleRoot<F> {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        self.state = F::configure().map(std::rc::Rc::new);
+        self.state.is_some()
+    }
+
+    fn create_http_context(&self, _id: u32) -> Option<Box<dyn proxy_wasm::traits::HttpContext>> {
+        // Never `None`: the SDK panics on it.
+        Some(F::stream(self.state.clone()))
+    }
+
+    fn get_type(&self) -> Option<proxy_wasm::types::ContextType> {
+        Some(proxy_wasm::types::ContextType::HttpContext)
+    }
+}
+
+/// Fail closed when a stream runs without a configuration (500, never a pass).
+pub fn reject_unconfigured() -> proxy_wasm::types::Action {
+    let _ = send_rejection(&Rejection::new(500, "filter_not_configured", "the gateway is misconfigured"), None);
+    proxy_wasm::types::Action::Pause
+}
+
+/// Fail closed when the request headers cannot be read from the host.
+pub fn reject_unreadable() -> proxy_wasm::types::Action {
+    let _ = send_rejection(&Rejection::new(500, "internal_error", "the request could not be read"), None);
+    proxy_wasm::types::Action::Pause
 }
 
 /// Log at info (the level denials use) and warn/error (load-time problems).

@@ -64,7 +64,8 @@ impl fmt::Display for PathError {
     }
 }
 
-fn hexval(b: u8) -> Option<u8> {
+/// The value of one hex digit (either case).
+pub fn hex_digit(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),
@@ -117,8 +118,8 @@ pub fn normalize(raw: &[u8]) -> Result<String, PathError> {
                 i += 1;
             }
             b'%' => {
-                let hi = path.get(i + 1).copied().and_then(hexval);
-                let lo = path.get(i + 2).copied().and_then(hexval);
+                let hi = path.get(i + 1).copied().and_then(hex_digit);
+                let lo = path.get(i + 2).copied().and_then(hex_digit);
                 let (Some(hi), Some(lo)) = (hi, lo) else {
                     return Err(PathError::BadPercentEncoding);
                 };
@@ -133,9 +134,7 @@ pub fn normalize(raw: &[u8]) -> Result<String, PathError> {
                         seg.push(char::from(d));
                     }
                     _ => {
-                        seg.push('%');
-                        seg.push(char::from(b"0123456789ABCDEF"[usize::from(hi)]));
-                        seg.push(char::from(b"0123456789ABCDEF"[usize::from(lo)]));
+                        seg.push_str(&format!("%{d:02X}"));
                     }
                 }
                 i += 3;

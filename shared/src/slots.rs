@@ -207,7 +207,8 @@ fn decode(raw: &[u8]) -> Vec<(Fingerprint, &[u8])> {
         let (head, tail) = rest.split_at(18);
         let mut fp = [0u8; 16];
         fp.copy_from_slice(head.get(..16).unwrap_or(&[0u8; 16]));
-        let len = usize::from(u16::from_le_bytes([head[16], head[17]]));
+        let len_bytes: [u8; 2] = head.get(16..18).and_then(|b| b.try_into().ok()).unwrap_or([0, 0]);
+        let len = usize::from(u16::from_le_bytes(len_bytes));
         let Some(payload) = tail.get(..len) else { break };
         out.push((fp, payload));
         rest = tail.get(len..).unwrap_or_default();

@@ -8,17 +8,16 @@ pub mod policy;
 use decide::{check_request, harden_response, CorsReply, Denial, RequestDecision};
 use policy::Policy;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, LogLevel};
 use shared::audit::DenyLog;
-use shared::host::{self, Counter, MapType};
-use shared::reply::Rejection;
+use shared::host::{self, Counter, MapType, SimpleFilter, SimpleRoot};
 use std::rc::Rc;
 
 const FILTER: &str = "header_hardening";
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(SimpleRoot::<HeaderHardening>::default()) });
 }}
 
 struct Metrics {
@@ -43,34 +42,28 @@ impl Metrics {
     }
 }
 
-#[derive(Default)]
-struct Root {
-    state: Option<(Rc<Policy>, Rc<Metrics>)>,
+struct State {
+    policy: Policy,
+    metrics: Metrics,
 }
 
-impl Context for Root {}
+struct HeaderHardening;
 
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(policy) = host::load_config(FILTER, config::Config::compile) else {
-            return false;
-        };
-        self.state = Some((Rc::new(policy), Rc::new(Metrics::define())));
-        true
+impl SimpleFilter for HeaderHardening {
+    type State = State;
+
+    fn configure() -> Option<State> {
+        let policy = host::load_config(FILTER, config::Config::compile)?;
+        Some(State { policy, metrics: Metrics::define() })
     }
 
-    fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
-        // Never return None: the SDK panics on it. Without a policy the stream fails closed.
-        Some(Box::new(Stream { state: self.state.clone(), cors_origin: None, preflight: false, body_seen: 0, count_body: false }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+    fn stream(state: Option<Rc<State>>) -> Box<dyn HttpContext> {
+        Box::new(Stream { state, cors_origin: None, preflight: false, body_seen: 0, count_body: false })
     }
 }
 
 struct Stream {
-    state: Option<(Rc<Policy>, Rc<Metrics>)>,
+    state: Option<Rc<State>>,
     cors_origin: Option<String>,
     /// This filter answered a CORS preflight itself.
     preflight: bool,
@@ -92,15 +85,14 @@ impl Stream {
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
-        let Some((policy, metrics)) = self.state.clone() else {
-            let _ = host::send_rejection(&Rejection::new(500, "filter_not_configured", "the gateway is misconfigured"), None);
-            return Action::Pause;
+        let Some(state) = self.state.clone() else {
+            return host::reject_unconfigured();
         };
         let Ok(headers) = host::request_headers() else {
-            let _ = host::send_rejection(&Rejection::new(500, "internal_error", "the request could not be read"), None);
-            return Action::Pause;
+            return host::reject_unreadable();
         };
-        match check_request(&headers, end_of_stream, &policy) {
+        let (policy, metrics) = (&state.policy, &state.metrics);
+        match check_request(&headers, end_of_stream, policy) {
             RequestDecision::Allow { remove, cors_origin, expect_body } => {
                 for name in remove {
                     let _ = host::remove_header(MapType::HttpRequestHeaders, name);
@@ -121,7 +113,7 @@ impl HttpContext for Stream {
             RequestDecision::Deny(d) => {
                 let method = String::from_utf8_lossy(headers.method()).into_owned();
                 let path = String::from_utf8_lossy(headers.path()).into_owned();
-                self.deny(d, &policy, &metrics, headers.get_str("x-request-id"), &method, &path)
+                self.deny(d, policy, metrics, headers.get_str("x-request-id"), &method, &path)
             }
         }
     }
@@ -130,19 +122,19 @@ impl HttpContext for Stream {
         if !self.count_body {
             return Action::Continue;
         }
-        let Some((policy, metrics)) = self.state.clone() else {
+        let Some(state) = self.state.clone() else {
             return Action::Continue;
         };
         self.body_seen = self.body_seen.saturating_add(body_size as u64);
-        if !decide::body_within_limit(self.body_seen, &policy) {
+        if !decide::body_within_limit(self.body_seen, &state.policy) {
             self.count_body = false;
-            return self.deny(Denial::BodyTooLarge, &policy, &metrics, None, "", "");
+            return self.deny(Denial::BodyTooLarge, &state.policy, &state.metrics, None, "", "");
         }
         Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {
-        let Some((policy, _)) = self.state.as_ref() else {
+        let Some(policy) = self.state.as_ref().map(|s| &s.policy) else {
             return Action::Continue;
         };
         // One read and one write of the whole map: the cheapest way through the ABI.

@@ -6,6 +6,7 @@
 //! supported where they are unambiguous (dictionary fields); `;bs`, `;req`, `;tr` and
 //! anything else are refused rather than approximated.
 
+use shared::pathmatch::hex_digit;
 use crate::sfv::{self, BareItem, Item, Member, Params};
 use shared::request::{split_query, Headers};
 
@@ -263,15 +264,6 @@ fn ascii_str(b: &[u8]) -> String {
     b.iter().map(|&c| if c.is_ascii() { char::from(c) } else { '\u{fffd}' }).collect()
 }
 
-fn hexval(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// Percent-decoding as the WHATWG URL standard does it (invalid escapes stay literal);
 /// `plus` turns `+` into a space (application/x-www-form-urlencoded).
 fn percent_decode(input: &[u8], plus: bool) -> Vec<u8> {
@@ -279,7 +271,7 @@ fn percent_decode(input: &[u8], plus: bool) -> Vec<u8> {
     let mut i = 0;
     while let Some(&b) = input.get(i) {
         if b == b'%' {
-            if let (Some(h), Some(l)) = (input.get(i + 1).copied().and_then(hexval), input.get(i + 2).copied().and_then(hexval)) {
+            if let (Some(h), Some(l)) = (input.get(i + 1).copied().and_then(hex_digit), input.get(i + 2).copied().and_then(hex_digit)) {
                 out.push(h * 16 + l);
                 i += 3;
                 continue;

@@ -10,9 +10,9 @@ pub mod policy;
 use decide::{decide, Decision, DenyReason, PeerCert, RequestView};
 use policy::Policy;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, LogLevel};
 use shared::audit::DenyLog;
-use shared::host::{self, Counter};
+use shared::host::{self, Counter, SimpleFilter, SimpleRoot};
 use shared::reply::Rejection;
 use std::rc::Rc;
 
@@ -20,7 +20,7 @@ const FILTER: &str = "rbac";
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(SimpleRoot::<Rbac>::default()) });
 }}
 
 struct Metrics {
@@ -52,34 +52,28 @@ impl Metrics {
     }
 }
 
-#[derive(Default)]
-struct Root {
-    state: Option<(Rc<Policy>, Rc<Metrics>)>,
+struct State {
+    policy: Policy,
+    metrics: Metrics,
 }
 
-impl Context for Root {}
+struct Rbac;
 
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(policy) = host::load_config(FILTER, config::Config::compile) else {
-            return false;
-        };
-        self.state = Some((Rc::new(policy), Rc::new(Metrics::define())));
-        true
+impl SimpleFilter for Rbac {
+    type State = State;
+
+    fn configure() -> Option<State> {
+        let policy = host::load_config(FILTER, config::Config::compile)?;
+        Some(State { policy, metrics: Metrics::define() })
     }
 
-    fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
-        // Never return None: the SDK panics on it. Without a policy the stream fails closed.
-        Some(Box::new(Stream { state: self.state.clone() }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+    fn stream(state: Option<Rc<State>>) -> Box<dyn HttpContext> {
+        Box::new(Stream { state })
     }
 }
 
 struct Stream {
-    state: Option<(Rc<Policy>, Rc<Metrics>)>,
+    state: Option<Rc<State>>,
 }
 
 impl Context for Stream {}
@@ -94,18 +88,17 @@ fn peer_cert() -> Option<PeerCert> {
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {
-        let Some((policy, metrics)) = self.state.clone() else {
-            let _ = host::send_rejection(&Rejection::new(500, "filter_not_configured", "the gateway is misconfigured"), None);
-            return Action::Pause;
+        let Some(state) = self.state.clone() else {
+            return host::reject_unconfigured();
         };
         let Ok(headers) = host::request_headers() else {
-            let _ = host::send_rejection(&Rejection::new(500, "internal_error", "the request could not be read"), None);
-            return Action::Pause;
+            return host::reject_unreadable();
         };
+        let (policy, metrics) = (&state.policy, &state.metrics);
         let identity = host::identity();
         let peer = if policy.has_services() { peer_cert() } else { None };
         let view = RequestView::from_headers(&headers);
-        let decision = decide(&view, identity.as_ref(), peer.as_ref(), &policy);
+        let decision = decide(&view, identity.as_ref(), peer.as_ref(), policy);
         let Decision::Deny { reason, .. } = decision else {
             metrics.allowed.inc();
             return Action::Continue;
@@ -115,7 +108,7 @@ impl HttpContext for Stream {
         let request_id = headers.get_str("x-request-id");
         let method = String::from_utf8_lossy(view.method);
         let path = audit::log_path(view.path);
-        let extra = audit::deny_fields(&decision, identity.as_ref(), peer.as_ref(), &policy);
+        let extra = audit::deny_fields(&decision, identity.as_ref(), peer.as_ref(), policy);
         let line = DenyLog { filter: FILTER, code: rejection.code, status: rejection.status, method: &method, path: &path, request_id, client: None, extra, shadow: policy.shadow };
         host::info(&line.line());
         if policy.shadow {
