@@ -334,9 +334,54 @@ mod imp {
 }
 
 pub use imp::{
-    add_header, continue_stream, define_metric, get_buffer, get_property, get_shared, header, header_pairs, set_header_pairs, increment_metric, log, now_nanos, remove_header, send_local_response, set_buffer, set_effective_context, set_header,
+    add_header, continue_stream, define_metric, get_buffer, get_property, get_shared, header, header_pairs, set_header_pairs, increment_metric, log, now_nanos, remove_header, send_local_response, set_buffer, set_header,
     set_property, set_shared, set_tick_period_ms,
 };
+
+/// Several filters run inside ONE proxy-wasm filter (filters/edge_chain): the identity of a
+/// request stays in the VM's memory, and a member's "resume this request" means "run the
+/// members after me" rather than "continue Envoy's filter chain". The combined module
+/// installs one per VM with [`install_combined`]; the separate modules never do, and then
+/// [`identity`], [`set_identity`], [`resume_request`] and [`set_effective_context`] talk to
+/// the host exactly as documented.
+pub trait Combined {
+    /// The host was told to act on `context_id` (a root resuming a parked stream).
+    fn enter(&self, context_id: u32);
+    /// The identity of the current request as the combined module knows it (`Some(None)`:
+    /// anonymous); `None`: not a combined stream, read the host property.
+    fn identity(&self) -> Option<Option<Vec<u8>>>;
+    /// Keep the identity of the current request; `None`: not a combined stream (use the
+    /// host property).
+    fn set_identity(&self, encoded: &[u8]) -> Option<R<()>>;
+    /// A member resumes the current request; true if the combined module takes it over.
+    fn resume_request(&self) -> bool;
+}
+
+thread_local! {
+    static COMBINED: std::cell::RefCell<Option<std::rc::Rc<dyn Combined>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Install the combined module's hooks for this VM (once, at configure time).
+pub fn install_combined(hooks: std::rc::Rc<dyn Combined>) {
+    COMBINED.with(|slot| {
+        if let Ok(mut s) = slot.try_borrow_mut() {
+            *s = Some(hooks);
+        }
+    });
+}
+
+fn combined() -> Option<std::rc::Rc<dyn Combined>> {
+    COMBINED.with(|slot| slot.try_borrow().ok().and_then(|s| s.clone()))
+}
+
+/// Make `context_id` the context later host calls act on (a root resuming a parked stream).
+pub fn set_effective_context(context_id: u32) -> R<()> {
+    imp::set_effective_context(context_id)?;
+    if let Some(c) = combined() {
+        c.enter(context_id);
+    }
+    Ok(())
+}
 
 /// Wall-clock time in whole seconds since the Unix epoch (0 if the host refuses).
 pub fn now_s() -> u64 {
@@ -363,8 +408,12 @@ pub fn plugin_configuration() -> R<Vec<u8>> {
     get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
 }
 
-/// Resume a paused request (proxy-wasm stream type 0).
+/// Resume a paused request (proxy-wasm stream type 0). Inside a combined module the module
+/// decides (it runs its later members first, see [`Combined`]).
 pub fn resume_request() -> R<()> {
+    if combined().is_some_and(|c| c.resume_request()) {
+        return Ok(());
+    }
     continue_stream(0)
 }
 
@@ -392,12 +441,24 @@ pub fn source_address() -> Option<String> {
 
 /// The identity a previous filter recorded for this request.
 pub fn identity() -> Option<crate::identity::Identity> {
-    get_property(&[crate::identity::PROPERTY]).ok().flatten().and_then(|b| crate::identity::Identity::decode(&b))
+    let encoded = match combined().and_then(|c| c.identity()) {
+        Some(kept) => kept,
+        None => get_property(&[crate::identity::PROPERTY]).ok().flatten(),
+    };
+    encoded.and_then(|b| crate::identity::Identity::decode(&b))
 }
 
 /// Record the identity for the later filters of this request.
 pub fn set_identity(identity: &crate::identity::Identity) -> R<()> {
-    set_property(&[crate::identity::PROPERTY], &identity.encode())
+    set_identity_encoded(&identity.encode())
+}
+
+/// [`set_identity`] for an identity already encoded ([`crate::identity::Identity::encode`]).
+pub fn set_identity_encoded(encoded: &[u8]) -> R<()> {
+    match combined().and_then(|c| c.set_identity(encoded)) {
+        Some(kept) => kept,
+        None => set_property(&[crate::identity::PROPERTY], encoded),
+    }
 }
 
 /// Envoy shared data, process-wide across worker threads.
@@ -458,6 +519,13 @@ pub trait SimpleFilter: 'static {
 /// `proxy_wasm::set_root_context(|_| Box::new(SimpleRoot::<F>::default()))`.
 pub struct SimpleRoot<F: SimpleFilter> {
     state: Option<std::rc::Rc<F::State>>,
+}
+
+impl<F: SimpleFilter> SimpleRoot<F> {
+    /// A root whose configuration was loaded by someone else (a combined module).
+    pub fn with_state(state: F::State) -> Self {
+        Self { state: Some(std::rc::Rc::new(state)) }
+    }
 }
 
 impl<F: SimpleFilter> Default for SimpleRoot<F> {

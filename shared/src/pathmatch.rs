@@ -25,7 +25,8 @@ pub enum PathError {
     ControlCharacter,
     /// `#` in a request target: fragments are never sent to a server.
     Fragment,
-    /// `%` not followed by two hex digits.
+    /// `%` not followed by two hex digits, or escapes that do not decode to UTF-8 (overlong
+    /// forms like `%c0%af`, which lenient decoders read as `/`).
     BadPercentEncoding,
     /// A byte that must be percent-encoded in a path (space, non-ASCII, ...).
     InvalidCharacter,
@@ -98,6 +99,10 @@ pub fn normalize(raw: &[u8]) -> Result<String, PathError> {
     // Segment being built, and whether it contained an encoded dot.
     let mut seg = String::new();
     let mut seg_encoded_dot = false;
+    // Escapes must decode to UTF-8: a server that decodes overlong forms reads `%c0%af` as
+    // `/` and `%c0%ae` as `.` where rules see an opaque segment (CVE-2000-0884 class). Only
+    // paths with a non-ASCII escape pay for the check.
+    let mut high_escape = false;
     let mut i = 0;
     let flush = |out: &mut String, seg: &mut String, encoded_dot: &mut bool| -> Result<(), PathError> {
         if seg == "." || seg == ".." {
@@ -134,6 +139,7 @@ pub fn normalize(raw: &[u8]) -> Result<String, PathError> {
                         seg.push(char::from(d));
                     }
                     _ => {
+                        high_escape |= d >= 0x80;
                         seg.push_str(&format!("%{d:02X}"));
                     }
                 }
@@ -149,12 +155,36 @@ pub fn normalize(raw: &[u8]) -> Result<String, PathError> {
             _ => return Err(PathError::InvalidCharacter),
         }
     }
+    if high_escape && !escapes_decode_to_utf8(path) {
+        return Err(PathError::BadPercentEncoding);
+    }
     let trailing_slash = path.last() == Some(&b'/') && path.len() > 1;
     flush(&mut out, &mut seg, &mut seg_encoded_dot)?;
     if out.is_empty() || trailing_slash {
         out.push('/');
     }
     Ok(out)
+}
+
+/// Whether `path` (already checked to hold only path characters and well-formed escapes)
+/// decodes to valid UTF-8.
+fn escapes_decode_to_utf8(path: &[u8]) -> bool {
+    let mut decoded = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while let Some(&b) = path.get(i) {
+        let hex = |k: usize| path.get(i + k).copied().and_then(hex_digit);
+        match (b, hex(1), hex(2)) {
+            (b'%', Some(hi), Some(lo)) => {
+                decoded.push(hi * 16 + lo);
+                i += 3;
+            }
+            _ => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    std::str::from_utf8(&decoded).is_ok()
 }
 
 /// HTTP methods as a set; the empty set means "any method".
@@ -402,6 +432,15 @@ mod tests {
             ("/admin#frag", Err(PathError::Fragment)),
             ("/a%", Err(PathError::BadPercentEncoding)),
             ("/a%zz", Err(PathError::BadPercentEncoding)),
+            // Overlong, surrogate and truncated UTF-8 escapes (found by tests/tests/attacks.rs).
+            ("/products/x%c0%af..%c0%afadmin", Err(PathError::BadPercentEncoding)),
+            ("/products/%c0%ae%c0%ae/admin", Err(PathError::BadPercentEncoding)),
+            ("/a/%e0%80%af", Err(PathError::BadPercentEncoding)),
+            ("/a/%ed%a0%80", Err(PathError::BadPercentEncoding)),
+            ("/a/%ff", Err(PathError::BadPercentEncoding)),
+            ("/a/%c3", Err(PathError::BadPercentEncoding)),
+            ("/caf%C3%A9/%ef%bc%8f", Ok("/caf%C3%A9/%EF%BC%8F")),
+            ("/a?q=%c0%af%ff", Ok("/a")),
             ("/a b", Err(PathError::InvalidCharacter)),
             ("/caf\u{e9}", Err(PathError::InvalidCharacter)),
             ("orders", Err(PathError::NotAbsolute)),

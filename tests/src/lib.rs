@@ -12,6 +12,8 @@
 //! (`.venv/bin/envoy`); override with `ENVOY_BIN` and `WASM_DIR`.
 
 pub mod http;
+pub mod reload;
+pub mod soak;
 pub mod upstream;
 
 pub use http::{Request, Response};

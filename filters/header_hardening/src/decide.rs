@@ -94,6 +94,11 @@ pub fn check_request(h: &Headers, end_of_stream: bool, p: &Policy) -> RequestDec
     if h.iter().any(|(k, v)| k.bytes().chain(v.iter().copied()).any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)) {
         return RequestDecision::Deny(Denial::InvalidHeaderValue);
     }
+    // RFC 9112 3.2: two Host lines are a 400. Envoy joins them with ',' into `:authority`
+    // (measured in Envoy 1.40), which then routes on one name while upstream may pick another.
+    if !valid_authority(h.authority()) {
+        return RequestDecision::Deny(Denial::InvalidHeaderValue);
+    }
     if p.validate_path {
         if let Err(e) = normalize(h.path()) {
             return RequestDecision::Deny(Denial::InvalidPath(e));
@@ -113,7 +118,7 @@ pub fn check_request(h: &Headers, end_of_stream: bool, p: &Policy) -> RequestDec
             let requested = h.get_str("access-control-request-headers").unwrap_or_default();
             for name in requested.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 let lower = name.to_ascii_lowercase();
-                if !cors.allow_headers.iter().any(|a| *a == lower) {
+                if !cors.allow_headers.contains(&lower) {
                     return RequestDecision::Deny(Denial::CorsHeaderNotAllowed);
                 }
             }
@@ -154,7 +159,7 @@ pub fn check_request(h: &Headers, end_of_stream: bool, p: &Policy) -> RequestDec
     }
     let has_body = !end_of_stream && content_length != Some(0);
     if has_body && !p.allowed_content_types.is_empty() {
-        let ok = h.media_type().is_some_and(|mt| p.allowed_content_types.iter().any(|a| *a == mt));
+        let ok = h.media_type().is_some_and(|mt| p.allowed_content_types.contains(&mt));
         if !ok {
             return RequestDecision::Deny(Denial::UnsupportedMediaType);
         }
@@ -165,6 +170,35 @@ pub fn check_request(h: &Headers, end_of_stream: bool, p: &Policy) -> RequestDec
         .as_ref()
         .and_then(|c| h.get_str("origin").filter(|o| c.origin_allowed(o)).map(String::from));
     RequestDecision::Allow { remove, cors_origin, expect_body: has_body }
+}
+
+/// `host[:port]` with a DNS name, IPv4 address or bracketed IPv6 literal (letters, digits,
+/// `-._`), or empty (HTTP/1.0). Refuses `,` (joined Host lines), spaces, `@` (userinfo) and
+/// anything else a name server would not resolve.
+fn valid_authority(a: &[u8]) -> bool {
+    let (host, port) = match a.first() {
+        Some(b'[') => match a.iter().position(|&b| b == b']') {
+            Some(end) => {
+                let inner = a.get(1..end).unwrap_or_default();
+                if inner.is_empty() || !inner.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+                    return false;
+                }
+                (&[][..], a.get(end + 1..).unwrap_or_default())
+            }
+            None => return false,
+        },
+        _ => match a.iter().rposition(|&b| b == b':') {
+            Some(i) => (a.get(..i).unwrap_or_default(), a.get(i..).unwrap_or_default()),
+            None => (a, &[][..]),
+        },
+    };
+    let host_ok = host.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+    let port_ok = match port.split_first() {
+        None => true,
+        Some((b':', digits)) => !digits.is_empty() && digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    host_ok && port_ok
 }
 
 /// Body bytes seen so far against the limit (for bodies without `content-length`).
@@ -260,7 +294,8 @@ mod tests {
         let p = policy(r#"{"request": {"max_body_bytes": 100, "max_header_bytes": 300, "max_header_count": 8}}"#);
         use shared::pathmatch::PathError as E;
         let long = "a".repeat(400);
-        let cases: Vec<(Vec<(&str, &str)>, bool, Option<Denial>)> = vec![
+        type Case<'a> = (Vec<(&'a str, &'a str)>, bool, Option<Denial>);
+        let cases: Vec<Case> = vec![
             (vec![], true, None),
             (vec![(":method", "TRACE")], true, Some(Denial::MethodNotAllowed)),
             (vec![(":method", "get")], true, Some(Denial::MethodNotAllowed)),
@@ -283,6 +318,42 @@ mod tests {
         ];
         for (pairs, eos, want) in cases {
             assert_eq!(denial(check_request(&req(&pairs), eos, &p)), want, "{pairs:?}");
+        }
+    }
+
+    /// Found by the attack catalog (tests/tests/attacks.rs): overlong UTF-8 escapes and
+    /// joined Host lines passed the request checks.
+    #[test]
+    fn overlong_escapes_and_joined_hosts_are_refused() {
+        let p = policy("");
+        use shared::pathmatch::PathError as E;
+        let bad = Some(Denial::InvalidPath(E::BadPercentEncoding));
+        let cases: Vec<(&str, &str, Option<Denial>)> = vec![
+            ("/products/x%c0%af..%c0%afadmin", "x", bad),
+            ("/products/%c0%ae%c0%ae/admin", "x", bad),
+            ("/a/%e0%80%af", "x", bad),
+            ("/a/%ed%a0%80", "x", bad),
+            ("/a/%ff", "x", bad),
+            ("/a/%c3", "x", bad),
+            ("/caf%C3%A9/%ef%bc%8f", "x", None),
+            ("/a?q=%c0%af%ff", "x", None),
+            ("/a", "localhost,admin.internal", Some(Denial::InvalidHeaderValue)),
+            ("/a", "localhost, admin.internal", Some(Denial::InvalidHeaderValue)),
+            ("/a", "user@evil.example", Some(Denial::InvalidHeaderValue)),
+            ("/a", "a.example:80:81", Some(Denial::InvalidHeaderValue)),
+            ("/a", "a.example:", Some(Denial::InvalidHeaderValue)),
+            ("/a", "[::1", Some(Denial::InvalidHeaderValue)),
+            ("/a", "[zz]:80", Some(Denial::InvalidHeaderValue)),
+            ("/a", "", None),
+            ("/a", "API.Example.com", None),
+            ("/a", "svc_1.ns.svc.cluster.local:8080", None),
+            ("/a", "127.0.0.1:10000", None),
+            ("/a", "[::1]:443", None),
+            ("/a", "[2001:db8::1]", None),
+        ];
+        for (path, authority, want) in cases {
+            let h = req(&[(":path", path), (":authority", authority)]);
+            assert_eq!(denial(check_request(&h, true, &p)), want, "{path} {authority}");
         }
     }
 

@@ -23,7 +23,7 @@ use decide::{decide, CacheUse, Ctx, Decision, Outcome, Wait};
 use error::JwtError;
 use extract::Edit;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType};
 use remote::Remote;
 use shared::audit::DenyLog;
 use shared::host::{self, BufferType, Counter, HostStore, MapType};
@@ -43,8 +43,9 @@ const MAX_WAIT_MS: u64 = 30_000;
 /// A request is re-decided at most this many times after waiting.
 const MAX_WAITS: u8 = 4;
 
+#[cfg(feature = "glue")]
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
 }}
 
@@ -206,7 +207,7 @@ impl State {
                 match &a.identity {
                     Some(id) => {
                         // Without the identity, later filters would see an anonymous request.
-                        if host::set_property(&[shared::identity::PROPERTY], id).is_err() {
+                        if host::set_identity_encoded(id).is_err() {
                             stream.set(StreamState::Denied);
                             return self.deny(JwtError::Internal, headers);
                         }
@@ -383,6 +384,29 @@ impl State {
     }
 }
 
+impl State {
+    /// The load-time work after the configuration compiled; `None` refuses the plugin.
+    fn new(policy: Policy) -> Option<Self> {
+        let remotes: Vec<Remote> = policy.remotes.iter().cloned().map(Remote::new).collect();
+        let cache = policy.cache.as_ref().map(|c| Cache::new(c.sets, c.ways));
+        if let Some(Err(e)) = cache.as_ref().map(|c| c.prepare(&HostStore)) {
+            host::warn(&format!("{FILTER}: could not prepare the verification cache ({e:?}); first writes may race"));
+        }
+        if host::set_tick_period_ms(TICK_MS).is_err() {
+            host::error(&format!("{FILTER}: cannot set the tick period (remote keys would never be fetched, metrics never flushed)"));
+            return None;
+        }
+        Some(Self { policy, metrics: Metrics::define(), cache, rt: RefCell::new(Runtime { remotes, waiters: Vec::new(), calls: Vec::new() }) })
+    }
+}
+
+/// This filter's root context from an already compiled policy, for a module that runs it
+/// with other filters inside one proxy-wasm filter (filters/edge_chain). Defines the same
+/// metrics and does the same load-time work as `on_configure` (including the 500 ms tick).
+pub fn member_root(policy: Policy) -> Option<Box<dyn RootContext>> {
+    Some(Box::new(Root { state: Some(Rc::new(State::new(policy)?)) }))
+}
+
 #[derive(Default)]
 struct Root {
     state: Option<Rc<State>>,
@@ -401,17 +425,8 @@ impl RootContext for Root {
         let Some(policy) = host::load_config(FILTER, config::Config::compile) else {
             return false;
         };
-        let remotes: Vec<Remote> = policy.remotes.iter().cloned().map(Remote::new).collect();
-        let cache = policy.cache.as_ref().map(|c| Cache::new(c.sets, c.ways));
-        if let Some(Err(e)) = cache.as_ref().map(|c| c.prepare(&HostStore)) {
-            host::warn(&format!("{FILTER}: could not prepare the verification cache ({e:?}); first writes may race"));
-        }
-        if host::set_tick_period_ms(TICK_MS).is_err() {
-            host::error(&format!("{FILTER}: cannot set the tick period (remote keys would never be fetched, metrics never flushed)"));
-            return false;
-        }
-        self.state = Some(Rc::new(State { policy, metrics: Metrics::define(), cache, rt: RefCell::new(Runtime { remotes, waiters: Vec::new(), calls: Vec::new() }) }));
-        true
+        self.state = State::new(policy).map(Rc::new);
+        self.state.is_some()
     }
 
     fn on_tick(&mut self) {

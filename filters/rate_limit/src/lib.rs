@@ -19,7 +19,7 @@ use headers::Item;
 use metrics::Metrics;
 use policy::{AllowedHeaders, Policy};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
 use shared::audit::DenyLog;
 use shared::host::{self, HostStore};
 use shared::reply::Rejection;
@@ -29,14 +29,33 @@ use std::time::Duration;
 
 const FILTER: &str = "rate_limit";
 
+#[cfg(feature = "glue")]
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
 }}
 
 struct State {
     policy: Policy,
     metrics: Metrics,
+}
+
+impl State {
+    fn new(policy: Policy) -> Self {
+        // Create every set now so later writes are real compare-and-swaps (see prepare_table).
+        if let Err(e) = decide::prepare_table(&HostStore, &policy.table_prefix, policy.table_sets) {
+            host::warn(&format!("{FILTER}: could not prepare the bucket table ({e:?}); first writes may race"));
+        }
+        let metrics = Metrics::define(&policy);
+        Self { policy, metrics }
+    }
+}
+
+/// This filter's root context from an already compiled policy, for a module that runs it
+/// with other filters inside one proxy-wasm filter (filters/edge_chain). Defines the same
+/// metrics and does the same load-time work as `on_configure`.
+pub fn member_root(policy: Policy) -> Option<Box<dyn RootContext>> {
+    Some(Box::new(Root { state: Some(Rc::new(State::new(policy))) }))
 }
 
 #[derive(Default)]
@@ -51,12 +70,7 @@ impl RootContext for Root {
         let Some(policy) = host::load_config(FILTER, config::Config::compile) else {
             return false;
         };
-        // Create every set now so later writes are real compare-and-swaps (see prepare_table).
-        if let Err(e) = decide::prepare_table(&HostStore, &policy.table_prefix, policy.table_sets) {
-            host::warn(&format!("{FILTER}: could not prepare the bucket table ({e:?}); first writes may race"));
-        }
-        let metrics = Metrics::define(&policy);
-        self.state = Some(Rc::new(State { policy, metrics }));
+        self.state = Some(Rc::new(State::new(policy)));
         true
     }
 

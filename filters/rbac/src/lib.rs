@@ -10,7 +10,7 @@ pub mod policy;
 use decide::{decide, Decision, DenyReason, PeerCert, RequestView};
 use policy::Policy;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, LogLevel};
+use proxy_wasm::types::Action;
 use shared::audit::DenyLog;
 use shared::host::{self, Counter, SimpleFilter, SimpleRoot};
 use shared::reply::Rejection;
@@ -18,8 +18,9 @@ use std::rc::Rc;
 
 const FILTER: &str = "rbac";
 
+#[cfg(feature = "glue")]
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(SimpleRoot::<Rbac>::default()) });
 }}
 
@@ -57,14 +58,26 @@ struct State {
     metrics: Metrics,
 }
 
+impl State {
+    fn new(policy: Policy) -> Self {
+        Self { policy, metrics: Metrics::define() }
+    }
+}
+
+/// This filter's root context from an already compiled policy, for a module that runs it
+/// with other filters inside one proxy-wasm filter (filters/edge_chain). Defines the same
+/// metrics and does the same load-time work as `on_configure`.
+pub fn member_root(policy: Policy) -> Option<Box<dyn RootContext>> {
+    Some(Box::new(SimpleRoot::<Rbac>::with_state(State::new(policy))))
+}
+
 struct Rbac;
 
 impl SimpleFilter for Rbac {
     type State = State;
 
     fn configure() -> Option<State> {
-        let policy = host::load_config(FILTER, config::Config::compile)?;
-        Some(State { policy, metrics: Metrics::define() })
+        host::load_config(FILTER, config::Config::compile).map(State::new)
     }
 
     fn stream(state: Option<Rc<State>>) -> Box<dyn HttpContext> {
