@@ -294,7 +294,7 @@ impl State {
             RemoteKind::Jwks => self.metrics.jwks_fetch_failed.inc(),
             RemoteKind::Revocations => self.metrics.revocations_fetch_failed.inc(),
         }
-        host::warn(&format!("{FILTER}: fetching {} from cluster '{}' failed: {why}; keeping the last good copy", spec.path, spec.cluster));
+        host::warn(&format!("{FILTER}: fetching {} from cluster '{}' failed: {why}; the last good copy, if there is one, stays in use", spec.path, spec.cluster));
     }
 
     fn on_response(&self, token: u32, body_size: usize, now_ms: u64) {
