@@ -1,7 +1,7 @@
 //! The "floor" module of the speed goal, for the throughput benchmark only (never
 //! shipped): per request it reads the request headers once, hashes the bearer token, does one
 //! shared-data read and records an identity. Nothing is verified. jwt_verify's cache-hit path
-//! is compared against it (`bench/throughput.py`). With the configuration `"full"` it also
+//! is compared against it (`filters/jwt_verify/bench/throughput.py`). With the configuration `"full"` it also
 //! reads the clock and removes the token header: the two host calls any correct verifier
 //! makes on a hit (expiry check, token not forwarded).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
