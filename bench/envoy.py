@@ -153,6 +153,18 @@ def hmac_signing(secret_b64):
     })
 
 
+def edge_chain(jwks, sets=16384, ways=2):
+    """dist/edge_chain.wasm: header_hardening + rate_limit + jwt_verify + rbac in ONE filter,
+    each member with exactly the configuration its separate module gets in the bench rows
+    (filters/edge_chain/README.md: one key per member holding that member's configuration)."""
+    return Wasm("edge_chain", {
+        "header_hardening": HEADER_HARDENING,
+        "rate_limit": RATE_LIMIT,
+        "jwt_verify": jwt_verify(jwks, sets=sets, ways=ways).config,
+        "rbac": rbac().config,
+    })
+
+
 def pii(max_buffer=1048576):
     cfg = dict(PII)
     cfg["max_buffer_bytes"] = max_buffer
@@ -258,8 +270,9 @@ def _cluster(name, port):
                 {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}}
 
 
-def proxy(port, admin, upstream_port, filters):
-    """The Envoy under test: every filter entry (wasm or native), then the router to the upstream."""
+def proxy(port, admin, upstream_port, filters, direct=False):
+    """The Envoy under test: every filter entry (wasm or native), then the router to the
+    upstream (`direct`: the router answers SMALL_JSON itself, no upstream)."""
     entries = []
     for i, f in enumerate(filters):
         entries.append(f.entry(i) if isinstance(f, Wasm) else f)
@@ -270,6 +283,7 @@ def proxy(port, admin, upstream_port, filters):
         "use_remote_address": True,
         "server_header_transformation": "PASS_THROUGH",
         "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+            {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": SMALL_JSON}}} if direct else
             {"match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": "60s"}}]}]},
         "http_filters": entries,
     }
