@@ -334,7 +334,7 @@ mod imp {
 }
 
 pub use imp::{
-    add_header, continue_stream, define_metric, get_buffer, get_property, get_shared, header, header_pairs, set_header_pairs, increment_metric, log, now_nanos, remove_header, send_local_response, set_buffer, set_header,
+    continue_stream, define_metric, get_buffer, get_property, get_shared, header_pairs, increment_metric, log, now_nanos, send_local_response, set_buffer,
     set_property, set_shared, set_tick_period_ms,
 };
 
@@ -355,6 +355,83 @@ pub trait Combined {
     fn set_identity(&self, encoded: &[u8]) -> Option<R<()>>;
     /// A member resumes the current request; true if the combined module takes it over.
     fn resume_request(&self) -> bool;
+    /// The current request's header map as the combined module keeps it (one read shared by
+    /// the members of one request-headers callback); `None`: not kept, read the host.
+    fn request_headers(&self) -> Option<Headers> {
+        None
+    }
+    /// The current request's header map was just read from the host: keep it if the module
+    /// caches it now.
+    fn keep_request_headers(&self, _headers: &Headers) {}
+    /// A member edited the current request's header map (`ok`: the host accepted the edit):
+    /// keep the cached copy equal to the host's map.
+    fn request_headers_edited(&self, _edit: &HeaderEdit<'_>, _ok: bool) {}
+}
+
+/// An edit of a header map, as the host applies it (for copies kept in memory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderEdit<'a> {
+    /// `replace_header_map_value`: every `name` entry removed, one added.
+    Replace(&'a str, &'a [u8]),
+    /// `add_header_map_value`: one entry appended.
+    Add(&'a str, &'a [u8]),
+    /// `remove_header_map_value`: every `name` entry removed.
+    Remove(&'a str),
+    /// `set_header_map_pairs`: the whole map replaced.
+    All(&'a [(&'a str, &'a [u8])]),
+}
+
+impl HeaderEdit<'_> {
+    /// Apply the edit to a copy of the map.
+    pub fn apply(&self, headers: &mut Headers) {
+        match *self {
+            HeaderEdit::Replace(name, value) => headers.replace(name, value),
+            HeaderEdit::Add(name, value) => headers.append(name, value),
+            HeaderEdit::Remove(name) => headers.remove(name),
+            HeaderEdit::All(pairs) => *headers = Headers::new(pairs.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.to_vec())).collect()),
+        }
+    }
+}
+
+/// Tell the combined module (if any) about an edit of the request header map.
+fn edited(map: MapType, edit: HeaderEdit<'_>, result: R<()>) -> R<()> {
+    if map == MapType::HttpRequestHeaders {
+        if let Some(c) = combined() {
+            c.request_headers_edited(&edit, result.is_ok());
+        }
+    }
+    result
+}
+
+/// One header value (the first one, as the host answers). Inside a combined module a request
+/// header is answered from the kept request map when there is one (no host call).
+pub fn header(map: MapType, name: &str) -> R<Option<Vec<u8>>> {
+    if map == MapType::HttpRequestHeaders {
+        if let Some(kept) = combined().and_then(|c| c.request_headers()) {
+            return Ok(kept.get(&name.to_ascii_lowercase()).map(<[u8]>::to_vec));
+        }
+    }
+    imp::header(map, name)
+}
+
+/// Replace a header (every entry of `name` removed, one added).
+pub fn set_header(map: MapType, name: &str, value: &[u8]) -> R<()> {
+    edited(map, HeaderEdit::Replace(name, value), imp::set_header(map, name, value))
+}
+
+/// Add one header entry.
+pub fn add_header(map: MapType, name: &str, value: &[u8]) -> R<()> {
+    edited(map, HeaderEdit::Add(name, value), imp::add_header(map, name, value))
+}
+
+/// Remove every entry of a header.
+pub fn remove_header(map: MapType, name: &str) -> R<()> {
+    edited(map, HeaderEdit::Remove(name), imp::remove_header(map, name))
+}
+
+/// Replace the whole header map.
+pub fn set_header_pairs(map: MapType, pairs: &[(&str, &[u8])]) -> R<()> {
+    edited(map, HeaderEdit::All(pairs), imp::set_header_pairs(map, pairs))
 }
 
 thread_local! {
@@ -393,9 +470,18 @@ pub fn now_ms() -> u64 {
     now_nanos().map(|n| n / 1_000_000).unwrap_or(0)
 }
 
-/// All request headers in one host call.
+/// All request headers in one host call. Inside a combined module the members of one
+/// request-headers callback share one read (see [`Combined::request_headers`]).
 pub fn request_headers() -> R<Headers> {
-    header_pairs(MapType::HttpRequestHeaders).map(Headers::new)
+    let hooks = combined();
+    if let Some(kept) = hooks.as_ref().and_then(|c| c.request_headers()) {
+        return Ok(kept);
+    }
+    let headers = header_pairs(MapType::HttpRequestHeaders).map(Headers::new)?;
+    if let Some(c) = hooks {
+        c.keep_request_headers(&headers);
+    }
+    Ok(headers)
 }
 
 /// All response headers in one host call.
@@ -502,6 +588,52 @@ impl Counter {
     }
 }
 
+/// Root tick period, in milliseconds, on which [`BatchedCounter`]s are flushed (and jwt_verify
+/// syncs its remote documents). One value for every filter: inside a combined module
+/// (filters/edge_chain) the members share one root tick, and the last member to set it wins.
+pub const FLUSH_TICK_MS: u32 = 500;
+
+/// A per-request counter counted in the VM's memory and added to Envoy's stat by [`flush`]
+/// (called on the root tick, every [`FLUSH_TICK_MS`]): one host call per tick instead of one
+/// per request, which on an allowed request costs about as much as the filter's own work.
+/// Envoy's stat therefore lags by up to one tick (per worker VM).
+///
+/// [`flush`]: BatchedCounter::flush
+#[derive(Debug)]
+pub struct BatchedCounter {
+    counter: Counter,
+    pending: std::cell::Cell<u64>,
+}
+
+impl BatchedCounter {
+    pub fn define(name: &str) -> Self {
+        Self::over(Counter::define(name))
+    }
+    /// A batched counter that counts nothing (unit tests, or when the host refused it).
+    pub fn none() -> Self {
+        Self::over(Counter::none())
+    }
+    fn over(counter: Counter) -> Self {
+        Self { counter, pending: std::cell::Cell::new(0) }
+    }
+    /// Count one, in memory (no host call).
+    pub fn inc(&self) {
+        self.pending.set(self.pending.get().saturating_add(1));
+    }
+    /// Counted since the last flush.
+    pub fn pending(&self) -> u64 {
+        self.pending.get()
+    }
+    /// Add what was counted since the last flush to Envoy's stat (one host call, none if
+    /// nothing was counted).
+    pub fn flush(&self) {
+        let n = self.pending.replace(0);
+        if n > 0 {
+            self.counter.add(n);
+        }
+    }
+}
+
 /// A filter whose root context only loads its configuration and hands it to each stream.
 /// Filters with root work of their own (timers, outgoing calls) write their own root.
 pub trait SimpleFilter: 'static {
@@ -513,6 +645,11 @@ pub trait SimpleFilter: 'static {
     /// The stream context of one request. `state` is `None` only if Envoy creates streams for
     /// a plugin whose configuration was refused: the stream must fail closed.
     fn stream(state: Option<std::rc::Rc<Self::State>>) -> Box<dyn proxy_wasm::traits::HttpContext>;
+    /// Whether the root ticks every [`FLUSH_TICK_MS`] and calls [`SimpleFilter::tick`]
+    /// (filters with [`BatchedCounter`]s).
+    const TICKS: bool = false;
+    /// On the root tick (only with [`SimpleFilter::TICKS`]): flush the batched counters.
+    fn tick(_state: &Self::State) {}
 }
 
 /// The root context of a [`SimpleFilter`]; register it with
@@ -524,7 +661,16 @@ pub struct SimpleRoot<F: SimpleFilter> {
 impl<F: SimpleFilter> SimpleRoot<F> {
     /// A root whose configuration was loaded by someone else (a combined module).
     pub fn with_state(state: F::State) -> Self {
+        Self::start_tick();
         Self { state: Some(std::rc::Rc::new(state)) }
+    }
+
+    /// Set the root tick if the filter wants one. A refused tick only delays the batched
+    /// counters (they stay in memory): logged, the plugin still runs.
+    fn start_tick() {
+        if F::TICKS && set_tick_period_ms(FLUSH_TICK_MS).is_err() {
+            error("cannot set the tick period: batched counters will not reach Envoy's stats");
+        }
     }
 }
 
@@ -539,7 +685,16 @@ impl<F: SimpleFilter> proxy_wasm::traits::Context for SimpleRoot<F> {}
 impl<F: SimpleFilter> proxy_wasm::traits::RootContext for SimpleRoot<F> {
     fn on_configure(&mut self, _size: usize) -> bool {
         self.state = F::configure().map(std::rc::Rc::new);
+        if self.state.is_some() {
+            Self::start_tick();
+        }
         self.state.is_some()
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(state) = &self.state {
+            F::tick(state);
+        }
     }
 
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn proxy_wasm::traits::HttpContext>> {
@@ -621,6 +776,22 @@ mod tests {
         }
         assert_eq!(deserialize_map(&[255, 255, 255, 255]), None);
         assert_eq!(deserialize_map(&[1, 0, 0, 0, 255, 255, 255, 255, 0, 0, 0, 0]), None);
+    }
+
+    #[test]
+    fn batched_counter_counts_in_memory_until_flushed() {
+        let c = BatchedCounter::none();
+        assert_eq!(c.pending(), 0);
+        c.inc();
+        c.inc();
+        c.inc();
+        assert_eq!(c.pending(), 3);
+        c.flush();
+        assert_eq!(c.pending(), 0);
+        c.flush();
+        assert_eq!(c.pending(), 0);
+        c.inc();
+        assert_eq!(c.pending(), 1);
     }
 
     #[test]

@@ -103,6 +103,24 @@ impl Headers {
         }
         v.parse().ok()
     }
+
+    /// Remove every `name` entry (as Envoy's `remove_header_map_value` does).
+    pub fn remove(&mut self, name: &str) {
+        let name = name.to_ascii_lowercase();
+        self.pairs.retain(|(k, _)| *k != name);
+    }
+
+    /// Append one `name` entry (as Envoy's `add_header_map_value` does).
+    pub fn append(&mut self, name: &str, value: &[u8]) {
+        self.pairs.push((name.to_ascii_lowercase(), value.to_vec()));
+    }
+
+    /// Replace every `name` entry by one (as Envoy's `replace_header_map_value` does: it
+    /// removes the entries and adds one).
+    pub fn replace(&mut self, name: &str, value: &[u8]) {
+        self.remove(name);
+        self.append(name, value);
+    }
 }
 
 /// Split a raw `:path` into the path and the query (without the `?`).
@@ -143,6 +161,18 @@ pub fn query_param<'a>(query: &'a [u8], name: &str) -> Option<&'a [u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn edits_as_the_host_applies_them() {
+        let mut h = Headers::from_pairs([("a", "1"), ("b", "2"), ("a", "3")]);
+        h.replace("A", b"4");
+        assert_eq!(h, Headers::from_pairs([("b", "2"), ("a", "4")]), "every entry replaced by one");
+        h.append("C", b"5");
+        assert_eq!(h.get("c"), Some(&b"5"[..]));
+        h.append("c", b"6");
+        h.remove("C");
+        assert_eq!(h, Headers::from_pairs([("b", "2"), ("a", "4")]), "every entry removed");
+    }
 
     #[test]
     fn repeated_credentials_are_refused() {

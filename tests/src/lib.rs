@@ -485,6 +485,20 @@ impl Envoy {
         self.counter(&format!("wasmcustom.edgesec.{filter}.{name}")).unwrap_or(0)
     }
 
+    /// [`Envoy::metric`] once it reached `want`, polled for up to 5 s: batched counters
+    /// (`shared::host::BatchedCounter`, e.g. the `allowed` counters) reach Envoy's stats on
+    /// the filter's 500 ms tick, per worker. The caller asserts the value returned.
+    pub fn wait_metric(&self, filter: &str, name: &str, want: u64) -> u64 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let v = self.metric(filter, name);
+            if v >= want || std::time::Instant::now() >= deadline {
+                return v;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     pub fn logs(&self) -> String {
         let mut s = String::new();
         if let Ok(mut f) = std::fs::File::open(&self.log_path) {

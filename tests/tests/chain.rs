@@ -189,21 +189,29 @@ fn personal_data_is_masked_in_responses_and_metrics_are_exported() {
 
     // Every filter's counters appear in Prometheus format under one prefix.
     let _ = e.get("/orders"); // a 401
-    std::thread::sleep(std::time::Duration::from_millis(700)); // jwt_verify flushes counters on a 500 ms tick
-    let prom = e.admin("/stats/prometheus");
-    for (metric, min) in [
+    let wanted = [
         ("edgesec_header_hardening_allowed", 2),
         ("edgesec_rate_limit_allowed", 2),
         ("edgesec_jwt_verify_allowed", 1),
         ("edgesec_rbac_allowed", 1),
         ("edgesec_rbac_denied", 1),
         ("edgesec_pii_masking_masked_email", 1),
-    ] {
-        let value: u64 = prom
-            .lines()
+    ];
+    let value = |prom: &str, metric: &str| -> u64 {
+        prom.lines()
             .filter(|l| l.starts_with(metric) && !l.starts_with('#'))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum();
+            .sum()
+    };
+    // The `allowed` counters (and jwt_verify's) are flushed on the filters' 500 ms tick: poll.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut prom = e.admin("/stats/prometheus");
+    while wanted.iter().any(|(m, min)| value(&prom, m) < *min) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        prom = e.admin("/stats/prometheus");
+    }
+    for (metric, min) in wanted {
+        let value = value(&prom, metric);
         assert!(value >= min, "{metric} = {value} (want >= {min}); exported:\n{}", prom.lines().filter(|l| l.contains("edgesec")).collect::<Vec<_>>().join("\n"));
     }
 }

@@ -166,7 +166,7 @@ fn one_filter_allows_denies_in_chain_order_and_hardens_every_reply() {
     assert_eq!(e.upstream.count(), 4, "only the allowed requests reached the upstream");
 
     // Each member counts under its own name.
-    assert_eq!(e.metric("rbac", "allowed"), 4, "{}", e.stats());
+    assert_eq!(e.wait_metric("rbac", "allowed", 4), 4, "{}", e.stats());
     assert_eq!(e.metric("rbac", "denied"), 3);
     assert_eq!(e.metric("rate_limit", "limited"), 1, "{}", e.stats());
     assert_eq!(e.metric("rate_limit", "limited.route.login"), 1);

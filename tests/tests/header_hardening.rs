@@ -50,7 +50,7 @@ fn default_config_adds_security_headers_and_removes_leaky_ones() {
     assert_eq!(r.header("server"), None, "server header must be removed");
     assert_eq!(r.header("x-powered-by"), None);
     assert_eq!(r.json()["path"], "/hello", "the echo upstream answered");
-    assert!(e.metric("header_hardening", "allowed") >= 1);
+    assert!(e.wait_metric("header_hardening", "allowed", 1) >= 1);
 }
 
 #[test]

@@ -107,7 +107,7 @@ fn anonymous_tier_by_ip_with_ietf_headers() {
         assert_eq!(body["title"], "Too Many Requests");
     }
     assert_eq!(e.upstream.count(), 3);
-    assert_eq!(e.metric("rate_limit", "allowed"), 3);
+    assert_eq!(e.wait_metric("rate_limit", "allowed", 3), 3);
     assert_eq!(e.metric("rate_limit", "limited"), 2);
     assert_eq!(e.metric("rate_limit", "limited.tier.anonymous"), 2);
     // One structured deny line per refusal, with a hashed client, never the raw address.
@@ -250,7 +250,7 @@ fn exact_count_across_workers_under_parallel_load() {
     assert_eq!(ok, 50, "exactly the limit passes; refusals: {:?}", results.iter().filter(|(s, _)| *s != 200).map(|(_, c)| c).collect::<std::collections::BTreeSet<_>>());
     assert!(results.iter().all(|(s, c)| *s == 200 || (*s == 429 && (c == "rate_limited" || c == "rate_limit_contention"))));
     assert_eq!(e.upstream.count(), 50);
-    assert_eq!(e.metric("rate_limit", "allowed"), 50);
+    assert_eq!(e.wait_metric("rate_limit", "allowed", 50), 50);
     // The connections really were spread over the workers (Envoy's per-worker listener stats).
     let stats = e.stats();
     let busy = stats

@@ -158,7 +158,7 @@ fn endpoint_matrix_for_admin_trader_viewer_and_anonymous() {
     assert_problem(&e.send(req("DELETE", "/orders", Some(&admin()))), 403, "no_matching_rule");
     assert_problem(&e.send(req("GET", "/positions", None)), 403, "no_matching_rule");
 
-    assert_eq!(e.metric("rbac", "allowed"), allowed);
+    assert_eq!(e.wait_metric("rbac", "allowed", allowed), allowed);
     assert_eq!(e.metric("rbac", "denied.unauthenticated"), unauth);
     assert_eq!(e.metric("rbac", "denied"), unauth + denied403 + 5);
     assert_eq!(e.metric("rbac", "denied.no_rule"), 8 + 2);
@@ -318,7 +318,7 @@ fn shadow_mode_decides_and_records_but_never_blocks() {
     assert_eq!(e.send(req("GET", "/orders", Some(&viewer()))).status, 200);
     assert_eq!(e.metric("rbac", "shadow_denied"), 5);
     assert_eq!(e.metric("rbac", "denied"), 0);
-    assert_eq!(e.metric("rbac", "allowed"), 1);
+    assert_eq!(e.wait_metric("rbac", "allowed", 1), 1);
     let lines = audit_lines(&e, 5);
     assert_eq!(lines.len(), 5);
     assert!(lines.iter().all(|l| l["event"] == "shadow_deny"), "{lines:?}");
@@ -485,7 +485,7 @@ fn service_rules_over_real_mtls() {
     assert_eq!(curl(&pki, p, Some("rogue"), "GET", "/v1/user/addresses", &[]).0, 0);
     assert_eq!(e.upstream.count(), 3);
 
-    assert_eq!(e.metric("rbac", "allowed"), 3);
+    assert_eq!(e.wait_metric("rbac", "allowed", 3), 3);
     assert_eq!(e.metric("rbac", "denied.service_denied"), 2);
     assert_eq!(e.metric("rbac", "denied.service_not_allowed"), 5);
     assert_eq!(e.metric("rbac", "denied.service_unknown"), 1);

@@ -7,7 +7,8 @@
 //! - each request gets the member streams in a [`chain::Chain`];
 //! - the [`registry::Registry`] is installed as `shared::host`'s combined-module hooks: the
 //!   identity stays in memory, and a member that resumes a request after a callout (remote
-//!   JWKS fetch, rate-limit service) gets the later members run before Envoy resumes.
+//!   JWKS fetch, rate-limit service) gets the later members run before Envoy resumes, and
+//!   the members of one run of request-headers callbacks share one read of the header map.
 
 pub mod chain;
 pub mod config;
@@ -37,10 +38,17 @@ fn registry() -> Rc<Registry> {
 }
 
 /// Run the members after the one that resumed; resume Envoy's chain if they all pass.
-/// No borrow is held while Envoy resumes (that can re-enter this VM).
+/// No borrow is held while Envoy resumes (that can re-enter this VM). The members share
+/// one fresh read of the request header map (the copy of the first run was dropped when it
+/// paused).
 fn resume(slot: &Slot) {
     let action = match slot.chain.try_borrow_mut() {
-        Ok(mut chain) => chain.resume(&|| slot.take_resume()),
+        Ok(mut chain) => {
+            slot.open_request_headers();
+            let action = chain.resume(&|| slot.take_resume());
+            slot.close_request_headers();
+            action
+        }
         Err(_) => return,
     };
     if action == Action::Continue {
@@ -207,7 +215,14 @@ fn pass() -> Action {
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
-        self.run(host::reject_unconfigured, |c, slot| c.request_headers(num_headers, end_of_stream, &|| slot.take_resume()))
+        // The members share one read of the request header map (kept coherent with their
+        // own edits of it), dropped when the callback returns.
+        self.run(host::reject_unconfigured, |c, slot| {
+            slot.open_request_headers();
+            let action = c.request_headers(num_headers, end_of_stream, &|| slot.take_resume());
+            slot.close_request_headers();
+            action
+        })
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {

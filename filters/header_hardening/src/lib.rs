@@ -10,7 +10,7 @@ use policy::Policy;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::Action;
 use shared::audit::DenyLog;
-use shared::host::{self, Counter, MapType, SimpleFilter, SimpleRoot};
+use shared::host::{self, BatchedCounter, Counter, MapType, SimpleFilter, SimpleRoot};
 use std::rc::Rc;
 
 const FILTER: &str = "header_hardening";
@@ -22,7 +22,8 @@ proxy_wasm::main! {{
 }}
 
 struct Metrics {
-    allowed: Counter,
+    /// Counted in memory, flushed on the root tick (the allowed path makes no metric call).
+    allowed: BatchedCounter,
     preflight: Counter,
     denied: Vec<(&'static str, Counter)>,
 }
@@ -31,7 +32,7 @@ impl Metrics {
     fn define() -> Self {
         let name = |n: &str| format!("edgesec.{FILTER}.{n}");
         Self {
-            allowed: Counter::define(&name("allowed")),
+            allowed: BatchedCounter::define(&name("allowed")),
             preflight: Counter::define(&name("cors_preflight")),
             denied: Denial::METRICS.iter().map(|m| (*m, Counter::define(&name(&format!("denied.{m}"))))).collect(),
         }
@@ -56,7 +57,7 @@ impl State {
 
 /// This filter's root context from an already compiled policy, for a module that runs it
 /// with other filters inside one proxy-wasm filter (filters/edge_chain). Defines the same
-/// metrics and does the same load-time work as `on_configure`.
+/// metrics and does the same load-time work as `on_configure` (including the flush tick).
 pub fn member_root(policy: Policy) -> Option<Box<dyn RootContext>> {
     Some(Box::new(SimpleRoot::<HeaderHardening>::with_state(State::new(policy))))
 }
@@ -72,6 +73,12 @@ impl SimpleFilter for HeaderHardening {
 
     fn stream(state: Option<Rc<State>>) -> Box<dyn HttpContext> {
         Box::new(Stream { state, cors_origin: None, preflight: false, body_seen: 0, count_body: false })
+    }
+
+    const TICKS: bool = true;
+
+    fn tick(state: &State) {
+        state.metrics.allowed.flush();
     }
 }
 

@@ -26,7 +26,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use remote::Remote;
 use shared::audit::DenyLog;
-use shared::host::{self, BufferType, Counter, HostStore, MapType};
+use shared::host::{self, BatchedCounter, BufferType, Counter, HostStore, MapType};
 use shared::reply::Rejection;
 use shared::request::Headers;
 use shared::slots::SharedStore;
@@ -37,7 +37,7 @@ use std::time::Duration;
 const FILTER: &str = "jwt_verify";
 /// Root tick: remote documents are synced from shared data and refreshed on it, and the
 /// per-request counters are flushed to Envoy's stats.
-const TICK_MS: u32 = 500;
+const TICK_MS: u32 = host::FLUSH_TICK_MS;
 /// A request waits at most this long for a fetch, then is decided without waiting.
 const MAX_WAIT_MS: u64 = 30_000;
 /// A request is re-decided at most this many times after waiting.
@@ -49,37 +49,15 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
 }}
 
-/// A per-request counter counted in the VM and added to Envoy's stat on the root tick:
-/// a host call per increment costs about as much as the rest of a cache hit.
-struct Batched {
-    counter: Counter,
-    pending: Cell<u64>,
-}
-
-impl Batched {
-    fn define(name: &str) -> Self {
-        Self { counter: Counter::define(name), pending: Cell::new(0) }
-    }
-    fn inc(&self) {
-        self.pending.set(self.pending.get().saturating_add(1));
-    }
-    fn flush(&self) {
-        let n = self.pending.replace(0);
-        if n > 0 {
-            self.counter.add(n);
-        }
-    }
-}
-
 struct Metrics {
-    allowed: Batched,
-    allowed_anonymous: Batched,
-    denied: Batched,
-    denied_by: Vec<Batched>,
-    cache_hit: Batched,
-    cache_miss: Batched,
-    cache_error: Batched,
-    waited: Batched,
+    allowed: BatchedCounter,
+    allowed_anonymous: BatchedCounter,
+    denied: BatchedCounter,
+    denied_by: Vec<BatchedCounter>,
+    cache_hit: BatchedCounter,
+    cache_miss: BatchedCounter,
+    cache_error: BatchedCounter,
+    waited: BatchedCounter,
     jwks_fetch_ok: Counter,
     jwks_fetch_failed: Counter,
     revocations_fetch_ok: Counter,
@@ -89,7 +67,7 @@ struct Metrics {
 impl Metrics {
     fn define() -> Self {
         let name = |n: &str| format!("edgesec.{FILTER}.{n}");
-        let b = |n: &str| Batched::define(&name(n));
+        let b = |n: &str| BatchedCounter::define(&name(n));
         let c = |n: &str| Counter::define(&name(n));
         Self {
             allowed: b("allowed"),

@@ -23,6 +23,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
 use shared::audit::DenyLog;
 use shared::host::{self, HostStore};
 use shared::reply::Rejection;
+use shared::request::Headers;
 use shared::slots::StoreError;
 use std::rc::Rc;
 use std::time::Duration;
@@ -46,6 +47,10 @@ impl State {
         if let Err(e) = decide::prepare_table(&HostStore, &policy.table_prefix, policy.table_sets) {
             host::warn(&format!("{FILTER}: could not prepare the bucket table ({e:?}); first writes may race"));
         }
+        // The tick flushes the batched `allowed` counter; refused, it only stays in memory.
+        if host::set_tick_period_ms(host::FLUSH_TICK_MS).is_err() {
+            host::error(&format!("{FILTER}: cannot set the tick period: the allowed counter will not reach Envoy's stats"));
+        }
         let metrics = Metrics::define(&policy);
         Self { policy, metrics }
     }
@@ -53,7 +58,7 @@ impl State {
 
 /// This filter's root context from an already compiled policy, for a module that runs it
 /// with other filters inside one proxy-wasm filter (filters/edge_chain). Defines the same
-/// metrics and does the same load-time work as `on_configure`.
+/// metrics and does the same load-time work as `on_configure` (including the flush tick).
 pub fn member_root(policy: Policy) -> Option<Box<dyn RootContext>> {
     Some(Box::new(Root { state: Some(Rc::new(State::new(policy))) }))
 }
@@ -72,6 +77,12 @@ impl RootContext for Root {
         };
         self.state = Some(Rc::new(State::new(policy)));
         true
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(state) = &self.state {
+            state.metrics.allowed.flush();
+        }
     }
 
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
@@ -95,14 +106,29 @@ enum Phase {
     Replied,
 }
 
-/// What a deny log line needs, kept from the request headers.
+/// What a deny log line needs, kept from the request headers. Built only when the request
+/// is denied or waits for the rate-limit service (which may deny it), never on the allowed
+/// path; the client's log tag (a hash) is computed only when the line is written.
 #[derive(Default)]
 struct LogInfo {
     method: String,
     path: String,
     request_id: Option<String>,
-    client: Option<String>,
+    /// The client key ([`client::ClientKey::as_key`]), logged as its tag.
+    client_key: Option<String>,
     tier: String,
+}
+
+impl LogInfo {
+    fn new(headers: &Headers, plan: Option<&decide::Plan>, policy: &Policy) -> Self {
+        Self {
+            method: String::from_utf8_lossy(headers.method()).into_owned(),
+            path: String::from_utf8_lossy(headers.path()).into_owned(),
+            request_id: headers.get_str("x-request-id").map(str::to_string),
+            client_key: plan.map(|p| p.client.as_key()),
+            tier: plan.and_then(|p| policy.tier(p.tier)).map(|t| t.name.clone()).unwrap_or_default(),
+        }
+    }
 }
 
 struct Stream {
@@ -124,6 +150,7 @@ impl Stream {
             extra.insert("violated".into(), violated.clone().into());
         }
         let rejection = Rejection::from(denial);
+        let client = self.log.client_key.as_deref().map(|k| shared::hash::log_tag(k.as_bytes()));
         host::info(
             &DenyLog {
                 filter: FILTER,
@@ -132,7 +159,7 @@ impl Stream {
                 method: &self.log.method,
                 path: &self.log.path,
                 request_id: self.log.request_id.as_deref(),
-                client: self.log.client.as_deref(),
+                client: client.as_deref(),
                 extra,
                 shadow: false,
             }
@@ -210,15 +237,13 @@ impl HttpContext for Stream {
             self.deny(Denial::Internal, Some(metrics));
             return Action::Pause;
         };
-        self.log.method = String::from_utf8_lossy(headers.method()).into_owned();
-        self.log.path = String::from_utf8_lossy(headers.path()).into_owned();
-        self.log.request_id = headers.get_str("x-request-id").map(str::to_string);
         let identity = host::identity();
         let source = host::source_address();
         let view = RequestView { headers: &headers, identity: identity.as_ref(), source: source.as_deref() };
         let plan = match decide::plan(&view, policy) {
             Ok(p) => p,
             Err(e) => {
+                self.log = LogInfo::new(&headers, None, policy);
                 self.deny(Denial::InvalidPath(e), Some(metrics));
                 return Action::Pause;
             }
@@ -226,12 +251,11 @@ impl HttpContext for Stream {
         if plan.ip_source == client::IpSource::Unverified {
             metrics.unverified_address.inc();
         }
-        self.log.client = Some(shared::hash::log_tag(plan.client.as_key().as_bytes()));
-        self.log.tier = policy.tier(plan.tier).map(|t| t.name.clone()).unwrap_or_default();
 
         let local = match decide::check(&plan, policy, &HostStore, host::now_ms()) {
             Ok(Verdict::Allow { items }) => items,
             Ok(Verdict::Limited { items, violated, retry_after_s }) => {
+                self.log = LogInfo::new(&headers, Some(&plan), policy);
                 metrics.limited.inc();
                 let mut names = Vec::with_capacity(violated.len());
                 for v in violated {
@@ -248,10 +272,12 @@ impl HttpContext for Stream {
                 return Action::Pause;
             }
             Err(StoreError::CasMismatch) => {
+                self.log = LogInfo::new(&headers, Some(&plan), policy);
                 self.deny(Denial::Contention, Some(metrics));
                 return Action::Pause;
             }
             Err(StoreError::Unavailable) => {
+                self.log = LogInfo::new(&headers, Some(&plan), policy);
                 self.deny(Denial::StoreUnavailable, Some(metrics));
                 return Action::Pause;
             }
@@ -261,6 +287,8 @@ impl HttpContext for Stream {
             self.allow(local, metrics);
             return Action::Continue;
         };
+        // The service's answer (or its failure) may deny the request.
+        self.log = LogInfo::new(&headers, Some(&plan), policy);
         let descriptors = rls::descriptors(&plan, policy);
         let names: Vec<String> = descriptors.iter().map(|(n, _)| n.clone()).collect();
         let entries: Vec<rls::Descriptor> = descriptors.into_iter().map(|(_, d)| d).collect();

@@ -4,12 +4,13 @@
 
 use crate::denial::Denial;
 use crate::policy::Policy;
-use shared::host::Counter;
+use shared::host::{BatchedCounter, Counter};
 
 const FILTER: &str = "rate_limit";
 
 pub struct Metrics {
-    pub allowed: Counter,
+    /// Counted in memory, flushed on the root tick (the allowed path makes no metric call).
+    pub allowed: BatchedCounter,
     pub limited: Counter,
     pub limited_tier: Vec<Counter>,
     pub limited_route: Vec<Counter>,
@@ -24,7 +25,7 @@ impl Metrics {
     pub fn define(policy: &Policy) -> Self {
         let name = |n: &str| Counter::define(&format!("edgesec.{FILTER}.{n}"));
         Self {
-            allowed: name("allowed"),
+            allowed: BatchedCounter::define(&format!("edgesec.{FILTER}.allowed")),
             limited: name("limited"),
             limited_tier: policy.tiers.iter().map(|t| name(&format!("limited.tier.{}", t.name))).collect(),
             limited_route: policy.routes.iter().map(|r| name(&format!("limited.route.{}", r.limit.name))).collect(),
