@@ -1,8 +1,8 @@
 //! Validated PII detectors, hand-written byte scanners (no regex engine).
 //!
 //! Every detector answers one question: "does a value of my kind start at byte `p` of this
-//! window, and where does it end?". A detector only reads `win[p - 2 .. p + LOOKAHEAD]`
-//! (two bytes of left context, a bounded look-ahead), so the streaming masker can decide
+//! window, and where does it end?". A detector only reads `win[p - LEFT_CONTEXT .. p + LOOKAHEAD]`
+//! (a little left context, a bounded look-ahead), so the streaming masker can decide
 //! position `p` as soon as `LOOKAHEAD` bytes after it are known, and the decision is the same
 //! as when the whole text is in memory. The end of `win` is the end of the text.
 //!
@@ -145,10 +145,65 @@ fn numeric_right_ok(win: &[u8], e: usize) -> bool {
     }
 }
 
+/// `p` continues a token that a reader starting further left crosses into, so no value
+/// starts here: the token is one value or none. Otherwise masking a value here would shorten
+/// the token for that reader, and its head could become a value in the masked output
+/// (`x@y.io.[REDACTED:credit_card]`), which the filter would mask if it saw it again.
+/// - a dotted name (`a.b`): the e-mail domain reader crosses `.` + letter or digit;
+/// - a number continued by `.`, `-`, `:` or `/` and a digit (`1:5`, see `numeric_left_ok`),
+///   also for what is not a number (an e-mail's local part).
+///
+/// Runs of digit groups are the phone reader's, see [`inside_digit_run`]. A value right
+/// after a masked value starts afresh (see `text::walk`'s floor).
+fn glued(win: &[u8], p: usize, b: u8) -> bool {
+    let dotted = b.is_ascii_alphanumeric() && prev(win, p, 1) == Some(b'.') && prev(win, p, 2).is_some_and(|c| c.is_ascii_alphanumeric());
+    dotted || (b.is_ascii_digit() && !numeric_left_ok(win, p))
+}
+
+/// `p` is inside a run of digit groups as the phone reader reads it (it crosses ` `, `-`, `.`
+/// after a digit, ` `/`-` after `)`, `(`/`)` between digits): `0958 00 415…`, `2671-(415)…`.
+/// Read from its start such a run is one number, which the phone reader rejects when it is
+/// too long; a phone starting inside it would, once masked, leave a head that is a phone
+/// (`0044 0532 0130 [REDACTED:phone]`). So a phone does not start inside a run. (Other values
+/// may: the phone reader stops before them, see [`phone_groups`].)
+fn inside_digit_run(win: &[u8], p: usize) -> bool {
+    let joins = |k: usize| match prev(win, p, k) {
+        Some(b' ' | b'-') => matches!(prev(win, p, k + 1), Some(b'0'..=b'9' | b')')).then_some(k + 1),
+        Some(b'.' | b'(' | b')') => is_digit(prev(win, p, k + 1)).then_some(k + 1),
+        _ => None,
+    };
+    let from = match joins(1) {
+        // `0958-(5555…`: the `(` itself continues the run.
+        None if at(win, p) != Some(b'(') && prev(win, p, 1) == Some(b'(') => match prev(win, p, 2) {
+            Some(b' ' | b'-' | b'.') => joins(2),
+            _ => None,
+        },
+        j => j,
+    };
+    let Some(mut k) = from else { return false };
+    if prev(win, p, k) == Some(b')') {
+        return true;
+    }
+    // A digit group glued to a word (`mc2 2223…`) starts no number: no reader crosses it.
+    while k < LEFT_CONTEXT && is_digit(prev(win, p, k)) {
+        k += 1;
+    }
+    !prev(win, p, k).is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+}
+
+/// A value other than a phone starts at `p` (the phone reader stops before it).
+fn other_value_at(win: &[u8], p: usize) -> bool {
+    let Some(b) = at(win, p) else { return false };
+    !glued(win, p, b) && (card(win, p).is_some() || ssn(win, p).is_some() || ipv4(win, p).is_some() || email(win, p).is_some())
+}
+
 /// The longest value of any enabled detector starting at `p` (ties: [`Detector::ALL`] order).
 pub fn find(win: &[u8], p: usize, set: DetectorSet) -> Option<(Detector, usize)> {
     let b = at(win, p)?;
     if prev(win, p, 1).is_some_and(|c| c.is_ascii_alphanumeric()) {
+        return None;
+    }
+    if glued(win, p, b) {
         return None;
     }
     let mut best: Option<(Detector, usize)> = None;
@@ -560,6 +615,12 @@ fn phone_groups(win: &[u8], i: usize) -> Option<Groups> {
         if g.count >= 8 {
             return None;
         }
+        // A card, SSN, address or e-mail starts the next group: the number ends here (it is
+        // masked on its own, and what is left must be judged without it).
+        let digits_at = if at(win, i + skip) == Some(b'(') { i + skip + 1 } else { i + skip };
+        if other_value_at(win, digits_at) {
+            break;
+        }
         let mut trial = g;
         match phone_group(win, i + skip, &mut trial) {
             Ok(j) => {
@@ -598,6 +659,9 @@ fn phone(win: &[u8], p: usize) -> Option<usize> {
             return None;
         }
         return phone_right_ok(win, g.end).then_some(g.end);
+    }
+    if inside_digit_run(win, p) {
+        return None;
     }
     if first == b'(' {
         if prev(win, p, 1).is_some_and(is_word) {

@@ -17,9 +17,9 @@ use decide::{BodyPlan, Denial, Direction, Outcome, BODY_HEADERS};
 use detect::Detector;
 use policy::{Plan, Policy};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, LogLevel};
 use shared::audit::DenyLog;
-use shared::host::{self, BufferType, Counter, MapType};
+use shared::host::{self, BufferType, Counter, MapType, SimpleFilter, SimpleRoot};
 use shared::reply::Rejection;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -28,7 +28,7 @@ const FILTER: &str = "pii_masking";
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(SimpleRoot::<PiiMasking>::default()) });
 }}
 
 struct Metrics {
@@ -77,29 +77,24 @@ impl Metrics {
     }
 }
 
-#[derive(Default)]
-struct Root {
-    state: Option<(Rc<Policy>, Rc<Metrics>)>,
+/// What every stream shares: the compiled policy and the metrics.
+struct State {
+    policy: Policy,
+    metrics: Metrics,
 }
 
-impl Context for Root {}
+struct PiiMasking;
 
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(policy) = host::load_config(FILTER, config::Config::compile) else {
-            return false;
-        };
-        self.state = Some((Rc::new(policy), Rc::new(Metrics::define())));
-        true
+impl SimpleFilter for PiiMasking {
+    type State = State;
+
+    fn configure() -> Option<State> {
+        host::load_config(FILTER, config::Config::compile).map(|policy| State { policy, metrics: Metrics::define() })
     }
 
-    fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
-        // Never return None: the SDK panics on it. Without a policy the stream fails closed.
-        Some(Box::new(Stream { state: self.state.clone(), ..Stream::default() }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+    /// Without a policy (`None`) the stream fails closed.
+    fn stream(state: Option<Rc<State>>) -> Box<dyn HttpContext> {
+        Box::new(Stream { state, ..Stream::default() })
     }
 }
 
@@ -113,7 +108,7 @@ struct Side {
 
 #[derive(Default)]
 struct Stream {
-    state: Option<(Rc<Policy>, Rc<Metrics>)>,
+    state: Option<Rc<State>>,
     plan: Option<Arc<Plan>>,
     request: Side,
     response: Side,
@@ -135,8 +130,8 @@ fn buffer_of(dir: Direction) -> (BufferType, MapType) {
 impl Stream {
     fn deny(&mut self, denial: Denial, dir: Direction) -> Action {
         let rejection = Rejection::from(denial);
-        if let Some((_, metrics)) = &self.state {
-            metrics.outcome(dir, denial.outcome());
+        if let Some(state) = &self.state {
+            state.metrics.outcome(dir, denial.outcome());
         }
         host::info(
             &DenyLog { filter: FILTER, code: rejection.code, status: rejection.status, method: &self.method, path: &self.path, request_id: self.request_id.as_deref(), ..Default::default() }
@@ -156,8 +151,8 @@ impl Stream {
             (BodyPlan::Reject(d), _) => return self.deny(*d, dir),
             (BodyPlan::Text { .. } | BodyPlan::Json { .. }, Some(p)) => p,
             _ => {
-                if let Some((_, metrics)) = &self.state {
-                    metrics.outcome(dir, Outcome::Skipped);
+                if let Some(state) = &self.state {
+                    state.metrics.outcome(dir, Outcome::Skipped);
                 }
                 return Action::Continue;
             }
@@ -193,7 +188,7 @@ impl Stream {
     /// Apply one step of a body masker: write the masked bytes in place of the `size`
     /// presented bytes, or keep buffering, or refuse.
     fn body(&mut self, dir: Direction, size: usize, trailers: bool, end: bool) -> Action {
-        let Some((policy, metrics)) = self.state.clone() else { return Action::Continue };
+        let Some(state) = self.state.clone() else { return Action::Continue };
         let (buffer, map) = buffer_of(dir);
         let side = match dir {
             Direction::Request => &mut self.request,
@@ -203,7 +198,7 @@ impl Stream {
         if masker.is_done() {
             return Action::Continue;
         }
-        let limits = Limits { max_buffer_bytes: policy.max_buffer_bytes, on_overflow: policy.on_overflow };
+        let limits = Limits { max_buffer_bytes: state.policy.max_buffer_bytes, on_overflow: state.policy.on_overflow };
         let mut presented = size;
         let step = if trailers {
             let data = host::get_buffer(buffer, 0, usize::MAX).ok();
@@ -228,7 +223,7 @@ impl Stream {
             Step::Reject(d) => return self.deny(d, dir),
         };
         if masker.is_done() {
-            metrics.finished(dir, masker);
+            state.metrics.finished(dir, masker);
         }
         action
     }
@@ -236,16 +231,17 @@ impl Stream {
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
-        let Some((policy, _)) = self.state.clone() else {
+        let Some(state) = self.state.clone() else {
             return self.deny(Denial::NotConfigured, Direction::Request);
         };
+        let policy = &state.policy;
         let Ok(headers) = host::request_headers() else {
             return self.deny(Denial::Failed(Direction::Request), Direction::Request);
         };
         self.method = String::from_utf8_lossy(headers.method()).into_owned();
         self.path = String::from_utf8_lossy(headers.path()).into_owned();
         self.request_id = headers.get_str("x-request-id").map(str::to_string);
-        let d = decide::request(&headers, end_of_stream, &policy);
+        let d = decide::request(&headers, end_of_stream, policy);
         self.plan = d.plan;
         for name in &d.edits.remove {
             let _ = host::remove_header(MapType::HttpRequestHeaders, name);
@@ -278,11 +274,11 @@ impl HttpContext for Stream {
         if self.replied {
             return Action::Continue;
         }
-        let Some((policy, _)) = self.state.clone() else { return Action::Continue };
+        let Some(state) = self.state.clone() else { return Action::Continue };
         let Ok(headers) = host::response_headers() else {
             return self.deny(Denial::Failed(Direction::Response), Direction::Response);
         };
-        let plan = decide::response(&headers, self.plan.as_deref(), end_of_stream, &policy);
+        let plan = decide::response(&headers, self.plan.as_deref(), end_of_stream, &state.policy);
         self.start_body(Direction::Response, plan, MapType::HttpResponseHeaders)
     }
 

@@ -5,7 +5,8 @@
 //! form and jumps past the value. A decision at position `p` reads at most
 //! [`LOOKAHEAD`] bytes after `p` and [`LEFT_CONTEXT`] before it, so the stream masker decides
 //! every position that has `LOOKAHEAD` bytes after it, emits the result, and holds back only
-//! the undecided tail (plus two bytes of context). Splitting a body at any points therefore
+//! the undecided tail (plus [`LEFT_CONTEXT`] bytes of context, and where the last masked value
+//! ended in it: a masked value is no context for what follows). Splitting a body at any points therefore
 //! gives exactly the output of masking it whole (property-tested below), and a match that
 //! spans a chunk boundary is caught. Output is never cut inside a UTF-8 character.
 
@@ -43,42 +44,52 @@ impl Counts {
 }
 
 /// Walk `buf[from..limit)` (`buf[..from]` is left context) and report every value found,
-/// leftmost first, longest at a position, never overlapping. Returns where the walk stopped
-/// (`>= limit` unless `from > limit`).
-fn walk(buf: &[u8], from: usize, limit: usize, detectors: DetectorSet, mut on_match: impl FnMut(Detector, usize, usize)) -> usize {
+/// leftmost first, longest at a position, never overlapping. `floor` is where the last
+/// value found ended (`<= from`; 0 when none): a value is opaque to what follows it, so
+/// positions after it see no context before `floor`. The output replaces the value, so a
+/// detector must not decide on bytes the output will not contain; otherwise a neighbour
+/// that was "glued" to a value (`5500+55555…`) comes out free-standing after masking and is
+/// still detectable there. Returns where the walk stopped (`>= limit` unless
+/// `from > limit`) and the new floor.
+fn walk(buf: &[u8], from: usize, floor: usize, limit: usize, detectors: DetectorSet, mut on_match: impl FnMut(Detector, usize, usize)) -> (usize, usize) {
     let mut p = from;
+    let mut floor = floor.min(from);
     if detectors.is_empty() {
-        return limit.max(from);
+        return (limit.max(from), floor);
     }
     while p < limit {
         let b = buf.get(p).copied().unwrap_or(0);
-        if !detect::is_trigger(b) || p.checked_sub(1).and_then(|i| buf.get(i)).is_some_and(u8::is_ascii_alphanumeric) {
+        if !detect::is_trigger(b) || (p > floor && p.checked_sub(1).and_then(|i| buf.get(i)).is_some_and(u8::is_ascii_alphanumeric)) {
             p += 1;
             continue;
         }
-        let win = buf.get(..(p + LOOKAHEAD).min(buf.len())).unwrap_or(buf);
-        if let Some(end) = detect::skip(win, p) {
-            p = end;
+        // The detectors' view: from the floor to the look-ahead limit, `p` rebased on it.
+        let win = buf.get(floor..(p + LOOKAHEAD).min(buf.len())).unwrap_or_default();
+        let at = p.saturating_sub(floor);
+        if let Some(end) = detect::skip(win, at) {
+            p = floor + end;
             continue;
         }
-        if let Some((d, end)) = detect::find(win, p, detectors) {
+        if let Some((d, end)) = detect::find(win, at, detectors) {
+            let end = floor + end;
             on_match(d, p, end);
             p = end;
+            floor = end;
             continue;
         }
         p += 1;
     }
-    p
+    (p, floor)
 }
 
-/// Scan `buf[from..]` (`buf[..from]` is left context already emitted). Unless `last`, stop
-/// at the first position without `LOOKAHEAD` bytes after it. Appends the output to `out`
-/// and returns how far the input was consumed (always a UTF-8 character boundary when the
-/// input is UTF-8).
-fn scan(buf: &[u8], from: usize, last: bool, plan: &Plan, out: &mut Vec<u8>, counts: &mut Counts) -> usize {
+/// Scan `buf[from..]` (`buf[..from]` is left context already emitted, in which the last
+/// value masked ended at `floor`). Unless `last`, stop at the first position without
+/// `LOOKAHEAD` bytes after it. Appends the output to `out` and returns how far the input was
+/// consumed (always a UTF-8 character boundary when the input is UTF-8) and the new floor.
+fn scan(buf: &[u8], from: usize, floor: usize, last: bool, plan: &Plan, out: &mut Vec<u8>, counts: &mut Counts) -> (usize, usize) {
     let limit = if last { buf.len() } else { buf.len().saturating_sub(LOOKAHEAD) };
     let mut copied = from;
-    let p = walk(buf, from, limit, plan.detectors, |d, start, end| {
+    let (p, floor) = walk(buf, from, floor, limit, plan.detectors, |d, start, end| {
         out.extend_from_slice(buf.get(copied..start).unwrap_or_default());
         mask::write_masked(d, plan.mode(d), buf.get(start..end).unwrap_or_default(), plan.key.as_deref(), out);
         counts.hit(d);
@@ -86,14 +97,14 @@ fn scan(buf: &[u8], from: usize, last: bool, plan: &Plan, out: &mut Vec<u8>, cou
     });
     let end = if last { buf.len() } else { char_boundary(buf, p.max(copied), copied) };
     out.extend_from_slice(buf.get(copied..end).unwrap_or_default());
-    end
+    (end, floor)
 }
 
 /// Every value the detectors find in a whole text, as `(detector, start, end)` byte ranges
 /// (what [`mask`] would replace). Used to measure recall and precision.
 pub fn spans(input: &[u8], detectors: DetectorSet) -> Vec<(Detector, usize, usize)> {
     let mut v = Vec::new();
-    walk(input, 0, input.len(), detectors, |d, s, e| v.push((d, s, e)));
+    walk(input, 0, 0, input.len(), detectors, |d, s, e| v.push((d, s, e)));
     v
 }
 
@@ -108,7 +119,7 @@ fn char_boundary(buf: &[u8], mut p: usize, floor: usize) -> usize {
 /// Mask a whole text.
 pub fn mask(input: &[u8], plan: &Plan, counts: &mut Counts) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len() + input.len() / 16);
-    scan(input, 0, true, plan, &mut out, counts);
+    scan(input, 0, 0, true, plan, &mut out, counts);
     out
 }
 
@@ -116,7 +127,7 @@ pub fn mask(input: &[u8], plan: &Plan, counts: &mut Counts) -> Vec<u8> {
 /// nothing is allocated: the common case for JSON strings).
 pub fn mask_if_any(input: &[u8], plan: &Plan, counts: &mut Counts) -> Option<Vec<u8>> {
     let mut found: Vec<(Detector, usize, usize)> = Vec::new();
-    walk(input, 0, input.len(), plan.detectors, |d, s, e| found.push((d, s, e)));
+    walk(input, 0, 0, input.len(), plan.detectors, |d, s, e| found.push((d, s, e)));
     if found.is_empty() {
         return None;
     }
@@ -138,6 +149,8 @@ pub struct StreamMasker {
     /// Left context (`ctx` bytes, already emitted) followed by input not yet emitted.
     pending: Vec<u8>,
     ctx: usize,
+    /// Where the last masked value ended in `pending` (0: not inside the kept context).
+    floor: usize,
 }
 
 impl StreamMasker {
@@ -151,23 +164,25 @@ impl StreamMasker {
         let mut out = Vec::with_capacity(chunk.len() + chunk.len() / 16);
         if self.pending.is_empty() {
             // First chunk: scan it in place, keep only its tail.
-            let q = scan(chunk, 0, last, plan, &mut out, counts);
-            self.keep(chunk, q);
+            let (q, floor) = scan(chunk, 0, 0, last, plan, &mut out, counts);
+            self.keep(chunk, q, floor);
             return out;
         }
         self.pending.extend_from_slice(chunk);
         let pending = std::mem::take(&mut self.pending);
-        let q = scan(&pending, self.ctx, last, plan, &mut out, counts);
-        self.keep(&pending, q);
+        let (q, floor) = scan(&pending, self.ctx, self.floor, last, plan, &mut out, counts);
+        self.keep(&pending, q, floor);
         out
     }
 
-    fn keep(&mut self, buf: &[u8], q: usize) {
+    fn keep(&mut self, buf: &[u8], q: usize, floor: usize) {
         let from = q.saturating_sub(LEFT_CONTEXT);
         let mut rest = Vec::with_capacity(buf.len().saturating_sub(from) + LOOKAHEAD);
         rest.extend_from_slice(buf.get(from..).unwrap_or_default());
         self.pending = rest;
         self.ctx = q - from;
+        // A value that ended before the kept context no longer hides anything from it.
+        self.floor = floor.saturating_sub(from);
     }
 
     /// Input bytes received but not yet emitted.
@@ -209,6 +224,58 @@ mod tests {
                     price $1,234.56 v1.2.3 version 10.0.19041.1 date 2024-01-15T10:30:00Z \
                     uuid 41111111-1111-1111-1111-111111111111 ref ORD-2024-000123 n=4155552671";
         assert_eq!(m(text), text);
+    }
+
+    /// Fuzz crash `pii_stream/crash-d40a17f2d0aef45d7b0ff643a3ca49828f2032b3` (kept in
+    /// fuzz/corpus/pii_stream/): `+309999.00.5500+555555555`. The first phone ends before the
+    /// `+`; the second was not a phone because its `+` was glued to the digit before it. Once
+    /// the first was replaced by `[REDACTED:phone]`, the `+` followed `]` and the masked body
+    /// still contained a detectable phone. A masked value is now opaque to what follows it.
+    #[test]
+    fn fuzz_crash_d40a17f2_value_right_after_a_masked_value() {
+        let input: &[u8] = b"%555u\x01\xf9\xd8\n\n+309999.00.5500+555555555\xf5\xce\xcf(g1";
+        let p = plan(Mode::Redact);
+        let whole = mask(input, &p, &mut Counts::default());
+        assert_eq!(whole, b"%555u\x01\xf9\xd8\n\n[REDACTED:phone][REDACTED:phone]\xf5\xce\xcf(g1");
+        assert_eq!(spans(&whole, p.detectors), []);
+        for a in 0..=input.len() {
+            assert_eq!(stream(input, &[a], &p).0, whole, "split at {a}");
+        }
+        // The same in every mode: the decision does not depend on how the first is masked.
+        let partial = mask(b"+309999.00.5500+555555555", &plan(Mode::Partial), &mut Counts::default());
+        assert_eq!(String::from_utf8_lossy(&partial), "+******.**.5500+*****5555");
+    }
+
+    /// Neighbours of a masked value are judged as the masked output shows them, and runs
+    /// that a reader crosses hold one value or none: the masked text never contains a value.
+    #[test]
+    fn neighbours_of_a_masked_value_are_decided_without_it() {
+        let p = plan(Mode::Redact);
+        for (input, want) in [
+            ("10.0.0.1:4111111111111111", "[REDACTED:ipv4]:[REDACTED:credit_card]"),
+            // A version word inside a masked e-mail does not shield the next address.
+            ("a@b.rev 10.0.0.1", "[REDACTED:email] [REDACTED:ipv4]"),
+            // Unchanged where the glue is real text: `x` + `1.` before the address.
+            ("x1.10.0.0.1", "x1.10.0.0.1"),
+            // A phone number ends where a card starts; both are masked.
+            ("020 7946 0958 4111 1111 1111 1111", "[REDACTED:phone] [REDACTED:credit_card]"),
+            ("+1 415 555 2671 (4111111111111111)", "[REDACTED:phone] ([REDACTED:credit_card])"),
+            // One run of digit groups too long for a phone holds no phone (before the fix its
+            // tail was masked and its head `0044 0532 0130` became a phone).
+            ("0044 0532 0130 00 415 555 2671", "0044 0532 0130 00 415 555 2671"),
+            ("020 7946 0958 020 7946 0958", "020 7946 0958 020 7946 0958"),
+            // A dotted name holds no value (else `x@y.io.[…]` would be an e-mail).
+            ("x@y.io.4111111111111111", "x@y.io.4111111111111111"),
+            // A number continued by `:` and digits is no e-mail's start.
+            ("+123-45-678910.0.0.1:80804111x@y.io", "+123-45-678910.0.0.1:80804111x@y.io"),
+        ] {
+            let whole = mask(input.as_bytes(), &p, &mut Counts::default());
+            assert_eq!(String::from_utf8_lossy(&whole), want, "{input}");
+            assert_eq!(spans(&whole, p.detectors), [], "{input}");
+            for a in 0..=input.len() {
+                assert_eq!(stream(input.as_bytes(), &[a], &p).0, whole, "{input} split at {a}");
+            }
+        }
     }
 
     #[test]
@@ -284,6 +351,12 @@ mod tests {
                 let (streamed, counts) = stream(&input, &cuts, &p);
                 assert_eq!(String::from_utf8_lossy(&streamed), String::from_utf8_lossy(&whole), "cuts {cuts:?}");
                 assert_eq!(counts, whole_counts);
+                if mode == Mode::Redact {
+                    // Redaction tokens keep nothing of the value: nothing detectable is left.
+                    let left = spans(&whole, p.detectors);
+                    let show = |v: &[u8], s: usize, e: usize| String::from_utf8_lossy(&v[s.saturating_sub(40)..(e + 40).min(v.len())]).into_owned();
+                    assert!(left.is_empty(), "{left:?} {:?} in {:?}", left.first().map(|&(_, s, e)| show(&whole, s, e)), String::from_utf8_lossy(&input));
+                }
             }
         }
     }
