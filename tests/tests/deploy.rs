@@ -257,7 +257,7 @@ fn generated_envoy_examples_and_istio_manifests_are_up_to_date() {
 
 #[test]
 fn standalone_envoy_examples_run_the_example_configs() {
-    for module in ["header_hardening", "jwt_verify", "rbac", "rate_limit", "hmac_signing", "pii_masking"] {
+    for module in ["header_hardening", "jwt_verify", "rbac", "rate_limit", "hmac_signing", "pii_masking", "edge_chain"] {
         let path = root().join(format!("envoy-config/{module}.yaml"));
         let v: Value = serde_norway::from_str(&read(&path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let filters = v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"].as_array().cloned().unwrap_or_default();
@@ -391,7 +391,12 @@ fn istio_manifests_use_only_wasmplugin_api_fields_and_the_tested_configs() {
     let manifests = istio_manifests();
     let mut seen_examples = BTreeSet::new();
     let release: Value = serde_json::from_str(&read(&root().join("envoy-config/istio/release.json"))).expect("release.json");
-    for (path, doc) in &manifests {
+    // edge_chain's WasmPlugin is an alternative to four of the chain's (not applied by
+    // `kubectl apply -f envoy-config/istio/`), held to the same API and example rules.
+    let alternative = root().join("envoy-config/istio/alternatives/edge_chain.yaml");
+    let alternatives: Vec<(PathBuf, Value)> = yaml_docs(&alternative).into_iter().map(|d| (alternative.clone(), d)).collect();
+    assert_eq!(alternatives.len(), 1, "one WasmPlugin in {}", alternative.display());
+    for (path, doc) in manifests.iter().chain(&alternatives) {
         let at = format!("{}:{}", path.display(), doc["metadata"]["name"]);
         assert_eq!(doc["apiVersion"], "extensions.istio.io/v1alpha1", "{at}");
         assert_eq!(doc["kind"], "WasmPlugin", "{at}");
@@ -461,6 +466,16 @@ fn istio_plugin_configs_load_in_envoy_as_istio_translates_them() {
     validate(&config, &istio_env()).unwrap_or_else(|log| panic!("the Istio chain is refused:\n{log}"));
     // Control: the same chain without the secrets in the proxy environment is refused.
     assert!(validate(&config, &[]).is_err());
+
+    // The edge_chain alternative in place of the four plugins it replaces.
+    let replaced = ["edgesec-header-hardening", "edgesec-rate-limit-ip", "edgesec-jwt-verify", "edgesec-rbac"];
+    let alt = yaml_docs(&root().join("envoy-config/istio/alternatives/edge_chain.yaml"));
+    let with_alt: Vec<Value> = alt.iter().map(istio_translate)
+        .chain(istio_chain().iter().filter(|p| !replaced.contains(&p["metadata"]["name"].as_str().unwrap_or_default())).map(istio_translate))
+        .collect();
+    assert_eq!(with_alt.len(), filters.len() - 3);
+    let config = envoy_config(with_alt, vec![cluster("outbound|443||idp.example.com", 1)]);
+    validate(&config, &istio_env()).unwrap_or_else(|log| panic!("the Istio chain with edge_chain is refused:\n{log}"));
 }
 
 // ---------------------------------------------------------------------------------------
