@@ -35,7 +35,7 @@ def setting(name, full, quick, conv=int):
 # name: (full default, --quick default, meaning)
 SETTINGS = {
     "BENCH_DURATION": (2, 1, "seconds per measured repetition, hot path main table"),
-    "BENCH_REPS": (3, 1, "repetitions per row (round-robin over the rows, so drift hits all rows alike)"),
+    "BENCH_REPS": (4, 1, "repetitions per row (round-robin over the rows, so drift hits all rows alike)"),
     "BENCH_WARMUP": (1, 1, "seconds of warm-up per Envoy before its first repetition (not measured)"),
     "BENCH_CONNECTIONS": (16, 16, "wrk keep-alive connections, hot path"),
     "BENCH_EXTRA_DURATION": (2, 1, "seconds per repetition of the extra measurements (JWT per algorithm, RBAC, opt-level)"),
@@ -53,6 +53,9 @@ S = {k: setting(k, full, quick) for k, (full, quick, _) in SETTINGS.items()}
 SECTIONS = [s for s in os.environ.get("BENCH_ONLY", "hot,many,jwt,rbac,pii,ratelimit,opt").split(",") if s]
 OPT_LEVELS = [x for x in os.environ.get("BENCH_OPT_LEVELS", "s,z,3").split(",") if x]
 OPT_CRATES = [x for x in os.environ.get("BENCH_OPT_CRATES", "header_hardening,jwt_verify").split(",") if x]
+# Hot path and per-algorithm/RBAC/opt groups: the Envoy under test answers itself (1) or
+# forwards to the upstream Envoy (0).
+DIRECT = os.environ.get("BENCH_DIRECT", "1") == "1"
 DOC = os.environ.get("BENCH_DOC", os.path.join(ROOT, "docs/performance.md"))
 
 T0 = time.time()
@@ -302,7 +305,7 @@ def check_pii(status, headers, body):
     return None
 
 
-def measure_group(title, rows, upstream_port, duration, reps, warmup, conns, concurrency=1, envoy_cpus="0", wrk_cpus="1", threads=1):
+def measure_group(title, rows, upstream_port, duration, reps, warmup, conns, concurrency=1, envoy_cpus="0", wrk_cpus="1", threads=1, direct=None):
     """Start every row's Envoy at once (idle ones cost nothing), check each with one request,
     warm each up, then measure round-robin `reps` times."""
     log(f"{title}: starting {sum(1 for r in rows if not r.problem)} Envoys")
@@ -310,7 +313,10 @@ def measure_group(title, rows, upstream_port, duration, reps, warmup, conns, con
     for r in rows:
         if r.problem:
             continue
-        r.envoy = Envoy(f"{title}-{r.name}", lambda p, a, r=r: E.proxy(p, a, upstream_port, r.filters), concurrency, envoy_cpus)
+        # Single-worker groups answer from the router (direct_response, the same JSON and
+        # headers as the upstream): wrk alone on core 1, so row 1 is not capped by the upstream.
+        d = DIRECT if direct is None else direct
+        r.envoy = Envoy(f"{title}-{r.name}", lambda p, a, r=r: E.proxy(p, a, upstream_port, r.filters, direct=d), concurrency, envoy_cpus)
         r.headers_file = write_headers(f"{title}-{r.name}".replace(" ", "_").replace("/", "_"), r.headers)
     for r in rows:
         if r.problem:
@@ -571,7 +577,7 @@ def main():
             p = f"/pii/{label}"
             pii_rows.append(Row(f"no filters, {label[:-1]} MiB JSON", [], base_headers, path=p))
             pii_rows.append(Row(f"pii_masking, {label[:-1]} MiB JSON", [E.pii(16 << 20)], base_headers, path=p, check=check_pii_large, base=f"no filters, {label[:-1]} MiB JSON"))
-        measure_group("pii", pii_rows, up.port, S["BENCH_PII_DURATION"], 1, 1, 2, 1, envoy_cpu, wrk_cpu)
+        measure_group("pii", pii_rows, up.port, S["BENCH_PII_DURATION"], 1, 1, 2, 1, envoy_cpu, wrk_cpu, direct=False)
         summarize(pii_rows)
         for r in pii_rows:
             if r.samples:
@@ -912,13 +918,16 @@ def render(report, main_rows, jwt_rows, rbac_rows, pii_rows, opt_rows, many, rl,
         "and RFC 9421 `Signature-Input`/`Signature` headers (HMAC-SHA256 over `@method` and `@target-uri`, made by the "
         "PyPI package `http-message-signatures`; only the 6-filter chain checks them). The upstream answers a 240-byte JSON "
         "body containing an e-mail, a phone and a card number.\n"
-        "* **Upstream.** A second Envoy process answering from its own configuration (`direct_response`, no filters), "
-        "not the Python demo, pinned with wrk to core 1, so core 0 runs only the proxy being measured. On a 2-core "
-        "machine core 1 (wrk + upstream) is itself near saturation at row 1's rate (see the busy figures under the "
-        "table), so row 1's req/s is a lower bound of the true ceiling and the throughput ratios of light rows are "
-        "compressed towards 1; the *Envoy CPU µs/req* column does not depend on that and is the one to read for "
-        "per-filter costs.\n"
-        f"* **Hot path.** The Envoy under test runs with `--concurrency 1` pinned to core 0 (`taskset -c 0`); wrk "
+        + ("* **Upstream.** Hot path, JWT, RBAC and opt-level groups: the Envoy under test answers itself "
+           "(`direct_response` in the route after every filter, the same JSON body and `content-type` as the upstream; "
+           "the filters run exactly as with an upstream, the router being the last decoder filter), so wrk alone runs on "
+           "core 1 and row 1 is not capped by a second proxy on the load generator's core (`BENCH_DIRECT=0` forwards to "
+           "the upstream instead). Many users and PII: a second Envoy process answering from its own configuration "
+           "(`direct_response`, no filters), not the Python demo.\n" if DIRECT else
+           "* **Upstream.** A second Envoy process answering from its own configuration (`direct_response`, no filters), "
+           "not the Python demo, pinned with wrk to core 1 (`BENCH_DIRECT=0`). On a 2-core machine core 1 is near saturation "
+           "at row 1's rate, so throughput ratios of light rows are compressed towards 1; read the CPU µs/req column.\n")
+        + f"* **Hot path.** The Envoy under test runs with `--concurrency 1` pinned to core 0 (`taskset -c 0`); wrk "
         f"(1 thread, {S['BENCH_CONNECTIONS']} keep-alive connections, one token re-used) and the upstream are pinned to core 1. "
         f"Every row's Envoy is started at once (idle ones cost nothing), checked with one request (status 200, security "
         f"headers where a row sets them, masked JSON for the 6-filter chain; a failing row is reported, never measured), "

@@ -282,7 +282,8 @@ def proxy(port, admin, upstream_port, filters, direct=False):
         "stat_prefix": "bench",
         "use_remote_address": True,
         "server_header_transformation": "PASS_THROUGH",
-        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+        "route_config": {"response_headers_to_add": JSON_CT if direct else [],
+                         "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
             {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": SMALL_JSON}}} if direct else
             {"match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": "60s"}}]}]},
         "http_filters": entries,
@@ -298,10 +299,13 @@ def proxy(port, admin, upstream_port, filters, direct=False):
     }
 
 
+JSON_CT = [{"header": {"key": "content-type", "value": "application/json"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
+
+
 def upstream(port, admin, bodies):
     """The upstream: Envoy answering from its own config (direct_response), no filters.
     `bodies`: {path: file} of large JSON bodies; every other path gets SMALL_JSON."""
-    json_ct = [{"header": {"key": "content-type", "value": "application/json"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
+    json_ct = JSON_CT
     routes = [{"match": {"path": p}, "direct_response": {"status": 200, "body": {"filename": f}}} for p, f in bodies.items()]
     routes.append({"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": SMALL_JSON}}})
     hcm = {
