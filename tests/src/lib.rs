@@ -13,6 +13,7 @@
 
 pub mod http;
 pub mod reload;
+pub mod rls;
 pub mod soak;
 pub mod upstream;
 

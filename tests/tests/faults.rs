@@ -10,6 +10,7 @@
 //! "Nothing hangs" is asserted as a generous bound (seconds above the configured timeout),
 //! never as a performance number.
 
+use e2e::rls::{redis_server, rls_server_on};
 use e2e::reload::LdsOutcome;
 use e2e::{fixture_wasm, peer, python, root, Envoy, EnvoyBuilder, Filter, Request, Response, Upstream};
 use serde_json::{json, Value};
@@ -398,34 +399,6 @@ fn remote_jwks_down_slow_or_garbage_fails_closed_without_hanging_and_recovers() 
 // ---------------------------------------------------------------------------------------------
 // Global rate-limit service down, slow, garbage
 
-/// A child process killed when dropped.
-struct Proc(std::process::Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{what} did not listen on {port}");
-}
-
-fn rls_binary() -> std::path::PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo).current_dir(root()).args(["build", "--quiet", "-p", "rls_server"]).status().unwrap_or_else(|e| panic!("cannot run cargo: {e}"));
-    assert!(status.success(), "building tests/fixtures/rls_server failed");
-    root().join("target/debug/rls_server")
-}
-
 const RLS_TIMEOUT_MS: u64 = 300;
 
 fn global_rl(deny: bool) -> Filter {
@@ -473,24 +446,8 @@ fn global_rate_limit_service_down_slow_or_garbage_follows_failure_mode_without_h
 
     // The real service comes back on the same port: decisions come from it again.
     drop(server);
-    let redis_port = e2e::free_port();
-    let redis = Proc(
-        std::process::Command::new("redis-server")
-            .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start redis-server (scripts/setup installs it): {e}")),
-    );
-    wait_port(redis_port, "redis-server");
-    let rls = Proc(
-        std::process::Command::new(rls_binary())
-            .args(["--port", &port.to_string(), "--redis", &format!("redis://127.0.0.1:{redis_port}"), "--domain", "edge", "--limit", "tier=anonymous:3:3600"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start rls_server: {e}")),
-    );
-    wait_port(port, "rls_server");
+    let (redis, redis_port) = redis_server();
+    let rls = rls_server_on(port, redis_port, &["--limit", "tier=anonymous:3:3600"]);
     eventually("the strict proxy serves again", Duration::from_secs(20), || send_bounded(strict.port, Request::get("/"), bound).status == 200);
     let mut got: Vec<u16> = (0..4).map(|_| send_bounded(strict.port, Request::get("/"), bound).status).collect();
     got.dedup();

@@ -9,6 +9,7 @@
 //! `scripts/build`, never shipped), which records the JSON identity of `x-test-identity`
 //! exactly as an authentication filter would.
 
+use e2e::rls::{redis_server, rls_server};
 use e2e::{fixture_wasm, Envoy, EnvoyBuilder, Filter, Request, Response};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -366,76 +367,6 @@ fn bad_config_is_refused_with_every_error_named() {
 // ---------------------------------------------------------------------------------------------
 // Global mode: a real rate-limit service (tests/fixtures/rls_server) with its counters in a
 // real redis-server, both on loopback.
-
-/// A child process killed when dropped.
-struct Proc(std::process::Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_port(port: u16, what: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::time::Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{what} did not listen on {port}");
-}
-
-/// Debian's redis-server (installed by scripts/setup), without persistence.
-fn redis_server() -> (Proc, u16) {
-    let port = e2e::free_port();
-    let child = std::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start redis-server (scripts/setup installs it): {e}"));
-    let p = Proc(child);
-    wait_port(port, "redis-server");
-    (p, port)
-}
-
-/// The RLS fixture binary, built once per test run (a no-op when up to date).
-/// `RLS_SERVER_BIN` runs another build with the same command line instead (the limitador
-/// variant, tests/fixtures/rls_server/limitador).
-fn rls_binary() -> std::path::PathBuf {
-    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("RLS_SERVER_BIN") {
-            // Relative to the repository root (tests run in tests/).
-            return e2e::root().join(bin);
-        }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .current_dir(e2e::root())
-            .args(["build", "--quiet", "-p", "rls_server"])
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run cargo: {e}"));
-        assert!(status.success(), "building tests/fixtures/rls_server failed");
-        e2e::root().join("target/debug/rls_server")
-    })
-    .clone()
-}
-
-fn rls_server(redis_port: u16, args: &[&str]) -> (Proc, u16) {
-    let port = e2e::free_port();
-    let child = std::process::Command::new(rls_binary())
-        .args(["--port", &port.to_string(), "--redis", &format!("redis://127.0.0.1:{redis_port}"), "--domain", "edge"])
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start rls_server: {e}"));
-    let p = Proc(child);
-    wait_port(port, "rls_server");
-    (p, port)
-}
 
 /// Local limits high enough never to bite: the service decides.
 fn global_config(deny: bool, timeout_ms: u32) -> Value {
