@@ -1,10 +1,12 @@
 //! The upstream behind Envoy in tests: by default it echoes what reached it as JSON, so a
 //! test sees exactly which headers and body got through the filters. Every request is
-//! recorded. A handler can answer anything, streamed in chosen chunks.
+//! recorded (or only counted, for long runs). A handler can answer anything, streamed in
+//! chosen chunks.
 
 use serde_json::json;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -61,6 +63,7 @@ type Handler = Arc<dyn Fn(&UpRequest) -> UpResponse + Send + Sync>;
 pub struct Upstream {
     port: u16,
     seen: Arc<Mutex<Vec<UpRequest>>>,
+    served: Arc<AtomicUsize>,
 }
 
 impl Upstream {
@@ -70,19 +73,27 @@ impl Upstream {
     }
 
     pub fn with_handler(h: impl Fn(&UpRequest) -> UpResponse + Send + Sync + 'static) -> Self {
+        Self::start(Arc::new(h), true)
+    }
+
+    /// Like [`Upstream::with_handler`], but keeps only the count of requests (`requests()` and
+    /// `last()` stay empty): memory stays flat however long a soak runs.
+    pub fn counting(h: impl Fn(&UpRequest) -> UpResponse + Send + Sync + 'static) -> Self {
+        Self::start(Arc::new(h), false)
+    }
+
+    fn start(handler: Handler, record: bool) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-        let seen: Arc<Mutex<Vec<UpRequest>>> = Arc::default();
-        let handler: Handler = Arc::new(h);
-        let seen2 = seen.clone();
+        let up = Self { port, seen: Arc::default(), served: Arc::default() };
+        let shared = up.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                let handler = handler.clone();
-                let seen = seen2.clone();
-                std::thread::spawn(move || serve(conn, handler, seen));
+                let (handler, up) = (handler.clone(), shared.clone());
+                std::thread::spawn(move || serve(conn, handler, &up, record));
             }
         });
-        Self { port, seen }
+        up
     }
 
     pub fn port(&self) -> u16 {
@@ -94,8 +105,9 @@ impl Upstream {
         self.seen.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
+    /// Requests that reached the upstream so far (recorded or only counted).
     pub fn count(&self) -> usize {
-        self.seen.lock().map(|v| v.len()).unwrap_or(0)
+        self.served.load(Ordering::SeqCst)
     }
 
     /// The most recent request, if any.
@@ -114,15 +126,18 @@ pub fn echo(r: &UpRequest) -> UpResponse {
     UpResponse::new(200).header("content-type", "application/json").header("server", "echo/1.0").header("x-powered-by", "tests").body(body.to_string())
 }
 
-fn serve(conn: TcpStream, handler: Handler, seen: Arc<Mutex<Vec<UpRequest>>>) {
+fn serve(conn: TcpStream, handler: Handler, up: &Upstream, record: bool) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
     let Ok(mut writer) = conn.try_clone() else { return };
     let mut r = BufReader::new(conn);
     loop {
         let Some(req) = read_request(&mut r) else { return };
-        if let Ok(mut s) = seen.lock() {
-            s.push(req.clone());
+        if record {
+            if let Ok(mut s) = up.seen.lock() {
+                s.push(req.clone());
+            }
         }
+        up.served.fetch_add(1, Ordering::SeqCst);
         let resp = handler(&req);
         if write_response(&mut writer, &resp, req.method == "HEAD").is_err() {
             return;

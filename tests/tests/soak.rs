@@ -12,7 +12,7 @@
 //! (`SOAK_SECONDS`, `SOAK_RATE`, `SOAK_USERS`, `SOAK_SOURCES`). The summary goes to stdout and to
 //! `target/soak.md` (`target/soak-test.md` for the short run, `SOAK_REPORT` to choose).
 
-use e2e::soak::{MemSample, SoakUpstream};
+use e2e::soak::{soak_upstream, MemSample};
 use e2e::{peer, python, python_bin, root, Envoy};
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -47,7 +47,7 @@ fn the_chain_stays_correct_and_flat_under_a_steady_mixed_load() {
 
     let dir = root().join("target/e2e").join(format!("soak-{}", std::process::id()));
     let jwks = python(&peer("soak_load.py"), &["keys", dir.to_str().unwrap_or_default()]);
-    let up = SoakUpstream::start(jwks.trim().to_string());
+    let up = soak_upstream(jwks.trim().to_string());
     let e = Arc::new(
         Envoy::builder()
             .config_file(&root().join("envoy-config/envoy.yaml"))
@@ -172,7 +172,7 @@ fn the_chain_stays_correct_and_flat_under_a_steady_mixed_load() {
         }
     }
     let _ = writeln!(md);
-    let _ = writeln!(md, "\nUpstream answered {} requests (including JWKS fetches). {} 5xx responses.", up.served(), total_5xx);
+    let _ = writeln!(md, "\nUpstream answered {} requests (including JWKS fetches). {} 5xx responses.", up.count(), total_5xx);
 
     if total_5xx != 0 {
         problems.push(format!("{total_5xx} responses were 5xx"));
